@@ -1,0 +1,1 @@
+"""kb-bot: wiring, the service layer, the CLI and the agent roles."""

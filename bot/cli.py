@@ -1,0 +1,345 @@
+"""The `kb` command line: the same service layer the Slack handlers call."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from bot import render
+from bot.config import Settings
+from bot.services import KnowledgeService
+from bot.wiring import build_service
+from store.errors import KbError
+from store.lifecycle import Draft
+from store.models import EntryStatus, ProposalKind, ProposalStatus
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _json_out(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, default=str))
+
+
+@contextmanager
+def _service(ctx: click.Context) -> Iterator[KnowledgeService]:
+    settings: Settings = ctx.obj["settings"]
+    service = build_service(settings)
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+def json_option(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(fn)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """kb: a knowledge base of human-approved runbooks, answered with citations."""
+    try:
+        ctx.obj = {"settings": Settings()}
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]).upper()
+        raise KbError(f"bad configuration: KB_{where}: {first['msg']}") from exc
+
+
+@cli.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--approved-by", metavar="USER", help="Import as approved entries, approved by USER.")
+@json_option
+@click.pass_context
+def import_(ctx: click.Context, paths: tuple[Path, ...], approved_by: str | None, as_json: bool) -> None:
+    """Import markdown files/folders or JSONL ({"id","title","text",...}); pending proposals by default."""
+    with _service(ctx) as service:
+        report = service.import_paths(list(paths), approved_by=approved_by)
+    data = {"created": report.created, "updated": report.updated, "unchanged": report.unchanged,
+            "proposed": report.proposed, "failed": report.failed,
+            "indexed": report.sync.applied if report.sync else 0,
+            "index_errors": report.sync.errors if report.sync else []}
+    if as_json:
+        _json_out(data)
+    else:
+        click.echo(render.import_report(data))
+    if report.failed and not (report.created or report.updated or report.proposed or report.unchanged):
+        ctx.exit(1)
+
+
+@cli.command()
+@click.argument("query")
+@click.option("-k", "k", default=5, show_default=True, help="How many entries to return.")
+@json_option
+@click.pass_context
+def search(ctx: click.Context, query: str, k: int, as_json: bool) -> None:
+    """Hybrid search over approved entries. QUERY '-' reads one query a line from stdin (JSON lines out)."""
+    with _service(ctx) as service:
+        if query == "-":
+            for line in sys.stdin:
+                if line.strip():
+                    hits = service.search(line.strip(), k=k)
+                    _json_out({"query": line.strip(), "hits": [h.as_json() for h in hits]})
+                    sys.stdout.flush()
+            return
+        hits = service.search(query, k=k)
+    if as_json:
+        _json_out({"query": query, "hits": [h.as_json() for h in hits]})
+    else:
+        click.echo(render.hits(hits))
+
+
+@cli.command()
+@click.argument("question")
+@click.option("--as", "actor", default=lambda: os.environ.get("USER", "cli"), help="Who is asking.")
+@json_option
+@click.pass_context
+def ask(ctx: click.Context, question: str, actor: str, as_json: bool) -> None:
+    """Answer from approved entries with citations, or say "I don't know"."""
+    with _service(ctx) as service:
+        answer, task_id = service.ask(question, actor=actor)
+    if as_json:
+        _json_out({**answer.as_json(), "task_id": task_id})
+    else:
+        click.echo(render.answer(answer, task_id))
+
+
+def _read_text(text: str | None, file: Path | None) -> str:
+    if file is not None:
+        try:
+            return file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise KbError(f"cannot read {file}: {exc.strerror}") from exc
+    if text is not None:
+        return text
+    if not sys.stdin.isatty():
+        return sys.stdin.read()
+    raise KbError("give the text as an argument, with --file, or on standard input")
+
+
+def _draft(title: str | None, body: str, tags: str, note: str = "") -> Draft:
+    body = body.strip()
+    if title is None:
+        first, _, rest = body.partition("\n")
+        title = first.lstrip("# ").strip()
+        body = rest.strip() or body
+    return Draft(title=title, body=body, tags=[t for t in tags.split(",") if t.strip()], change_note=note)
+
+
+@cli.command()
+@click.argument("text", required=False)
+@click.option("--title", help="Title; by default the first line of the text.")
+@click.option("--file", type=click.Path(path_type=Path), help="Read the body from a markdown file.")
+@click.option("--tags", default="", help="Comma-separated tags.")
+@click.option("--entry", "entry_id", type=int, help="Propose an update of this entry instead of a new one.")
+@click.option("--by", "proposer", default=lambda: os.environ.get("USER", "cli"), help="Proposer.")
+@json_option
+@click.pass_context
+def propose(ctx: click.Context, text: str | None, title: str | None, file: Path | None, tags: str,
+            entry_id: int | None, proposer: str, as_json: bool) -> None:
+    """Propose a new entry (or, with --entry, an update). It waits for an approver."""
+    draft = _draft(title, _read_text(text, file), tags)
+    kind = ProposalKind.UPDATE if entry_id else ProposalKind.NEW
+    with _service(ctx) as service:
+        proposal = service.propose(draft, proposer=proposer, kind=kind, entry_id=entry_id)
+    if as_json:
+        _json_out(render.proposal_json(proposal))
+    else:
+        click.echo(f"Proposal #{proposal.id} submitted ({proposal.kind.value}); it waits for an approver.")
+
+
+@cli.command()
+@click.argument("proposal_id", type=int)
+@click.option("--title")
+@click.option("--text")
+@click.option("--file", type=click.Path(path_type=Path))
+@click.option("--tags", default="")
+@click.option("--rebase", is_flag=True, help="Move an update proposal onto the entry's current version.")
+@click.option("--by", "editor", required=True)
+@click.pass_context
+def edit(ctx: click.Context, proposal_id: int, title: str | None, text: str | None, file: Path | None,
+         tags: str, rebase: bool, editor: str) -> None:
+    """Edit a pending proposal; the previous draft is kept as a revision."""
+    with _service(ctx) as service:
+        current = service.show_proposal(proposal_id).proposal
+        body = _read_text(text, file) if (text or file) else current.body
+        draft = Draft(title=title or current.title, body=body,
+                      tags=[t for t in tags.split(",") if t] or current.tags)
+        proposal = service.edit(proposal_id, draft, by=editor, rebase=rebase)
+    click.echo(f"Proposal #{proposal.id} is now at revision {proposal.revision}.")
+
+
+@cli.command()
+@click.argument("proposal_id", type=int)
+@click.option("--by", "approver", required=True, help="The approver (not the proposer).")
+@json_option
+@click.pass_context
+def approve(ctx: click.Context, proposal_id: int, approver: str, as_json: bool) -> None:
+    """Approve a pending proposal: it becomes an entry version and is indexed."""
+    with _service(ctx) as service:
+        decided = service.approve(proposal_id, by=approver)
+    data = render.decided_json(decided)
+    if as_json:
+        _json_out(data)
+    else:
+        click.echo(render.decided(data))
+
+
+@cli.command()
+@click.argument("proposal_id", type=int)
+@click.option("--by", "approver", required=True)
+@click.option("--reason", required=True, help="Why, so that the proposer can fix it.")
+@json_option
+@click.pass_context
+def reject(ctx: click.Context, proposal_id: int, approver: str, reason: str, as_json: bool) -> None:
+    """Reject a pending proposal with a reason."""
+    with _service(ctx) as service:
+        decision = service.reject(proposal_id, by=approver, reason=reason)
+    if as_json:
+        _json_out({"proposal_id": proposal_id, "status": "rejected", "by": decision.decided_by,
+                   "reason": decision.reason})
+    else:
+        click.echo(f"Proposal #{proposal_id} rejected by {decision.decided_by}: {decision.reason}")
+
+
+@cli.command()
+@click.argument("entry_id", type=int)
+@click.option("--by", "proposer", required=True)
+@click.option("--reason", required=True)
+@click.pass_context
+def deprecate(ctx: click.Context, entry_id: int, proposer: str, reason: str) -> None:
+    """Propose deprecating an entry; once approved it leaves the index."""
+    with _service(ctx) as service:
+        current = service.show_entry(entry_id).entry
+        draft = Draft(title=current.title, body=reason, change_note=reason)
+        proposal = service.propose(draft, proposer=proposer, kind=ProposalKind.DEPRECATE, entry_id=entry_id)
+    click.echo(f"Proposal #{proposal.id} to deprecate entry #{entry_id} submitted; it waits for an approver.")
+
+
+@cli.command("list")
+@click.option("--proposals", is_flag=True, help="List proposals instead of entries.")
+@click.option("--status", help="Entries: active|deprecated|all. Proposals: pending|approved|rejected|withdrawn|all.")
+@json_option
+@click.pass_context
+def list_(ctx: click.Context, proposals: bool, status: str | None, as_json: bool) -> None:
+    """List entries (default) or proposals."""
+    with _service(ctx) as service:
+        if proposals:
+            wanted = _status(ProposalStatus, status or "pending")
+            rows = [render.proposal_json(p) for p in service.list_proposals(status=wanted)]
+        else:
+            rows = [render.entry_json(e) for e in service.list_entries(status=_status(EntryStatus, status or "active"))]
+    if as_json:
+        _json_out(rows)
+    else:
+        click.echo(render.table(rows) if rows else "Nothing here.")
+
+
+def _status(enum: Any, value: str) -> Any:
+    if value == "all":
+        return None
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = "|".join([m.value for m in enum] + ["all"])
+        raise KbError(f"--status must be one of {allowed}") from None
+
+
+@cli.command()
+@click.argument("item_id", type=int)
+@click.option("--proposal", is_flag=True, help="Show a proposal instead of an entry.")
+@json_option
+@click.pass_context
+def show(ctx: click.Context, item_id: int, proposal: bool, as_json: bool) -> None:
+    """Show an entry with its history (or, with --proposal, a proposal)."""
+    with _service(ctx) as service:
+        data = (render.proposal_detail_json(service.show_proposal(item_id)) if proposal
+                else render.entry_detail_json(service.show_entry(item_id)))
+    if as_json:
+        _json_out(data)
+    else:
+        click.echo(render.detail(data))
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def reindex(ctx: click.Context, as_json: bool) -> None:
+    """Rebuild the search index from the SQL store alone."""
+    with _service(ctx) as service:
+        chunks = service.reindex()
+        entries = len(service.list_entries(limit=10**9))
+    if as_json:
+        _json_out({"entries": entries, "chunks": chunks})
+    else:
+        click.echo(f"Index rebuilt: {entries} entries, {chunks} chunks.")
+
+
+@cli.command()
+@click.option("--repair", is_flag=True, help="Fix what is found.")
+@json_option
+@click.pass_context
+def doctor(ctx: click.Context, repair: bool, as_json: bool) -> None:
+    """Report drift between the SQL store and the index. Exits 1 when drift is left unrepaired."""
+    with _service(ctx) as service:
+        report = service.doctor(repair=repair)
+        pending = len(service.pending_outbox())
+    data = {**report.as_dict(), "outbox_pending": pending}
+    if as_json:
+        _json_out(data)
+    else:
+        click.echo(render.drift(data))
+    if not report.clean and not report.repaired:
+        ctx.exit(1)
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def sync(ctx: click.Context, as_json: bool) -> None:
+    """Apply pending index changes from the outbox."""
+    with _service(ctx) as service:
+        report = service.sync_outbox()
+    data = {"applied": report.applied, "failed": report.failed, "errors": report.errors}
+    _json_out(data) if as_json else click.echo(f"Applied {report.applied}, failed {report.failed}.")
+
+
+@cli.command()
+@click.argument("task_id")
+@json_option
+@click.pass_context
+def trace(ctx: click.Context, task_id: str, as_json: bool) -> None:
+    """Show a task: its plan, steps, timings and result."""
+    with _service(ctx) as service:
+        data = render.task_json(service.trace(task_id))
+    _json_out(data) if as_json else click.echo(render.detail(data))
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=os.environ.get("KB_LOG_LEVEL", "WARNING").upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        code = cli.main(args=argv, prog_name="kb", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("kb: aborted", err=True)
+        sys.exit(130)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "kb"
+        click.echo(f"{command}: {exc.format_message()} (see `{command} --help`)", err=True)
+        sys.exit(2)
+    except KbError as exc:
+        click.echo(f"kb: {exc}", err=True)
+        sys.exit(1)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -1,0 +1,109 @@
+"""The one settings object. Built once (``Settings()``) and passed in; nothing reads the environment later."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The newest Weaviate release the Go module proxy serves here (1.36+ pull modules it refuses);
+# weaviate-client 4.24 accepts servers from 1.27 on.
+DEFAULT_WEAVIATE_VERSION = "1.35.2"
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "kb"
+
+
+def _default_binary_dir() -> Path:
+    return Path.home() / ".cache" / "weaviate-embedded"
+
+
+class Settings(BaseSettings):
+    """kb-bot configuration: ``KB_*`` variables, plus the libraries' own variable names where they have one."""
+
+    model_config = SettingsConfigDict(env_prefix="KB_", env_file=".env", extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Field(default_factory=_default_data_dir, description="Where embedded SQLite/Weaviate live.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; SQLite in data_dir when unset.")
+
+    weaviate_url: str | None = Field(None, description="HTTP URL of a Weaviate cluster; embedded when unset.")
+    weaviate_grpc_url: str | None = Field(None, description="gRPC address (host:port) of the cluster.")
+    weaviate_api_key: SecretStr | None = None
+    weaviate_version: str = DEFAULT_WEAVIATE_VERSION
+    weaviate_binary_dir: Path = Field(default_factory=_default_binary_dir)
+    weaviate_port: int = Field(8079, description="HTTP port of the embedded server.")
+    weaviate_grpc_port: int = Field(50060, description="gRPC port of the embedded server.")
+    index_name: str = Field("KbChunks", description="Alias that search reads; rebuilds swap it.")
+    korean_tokenizer: str = Field("kagome_kr", description="Weaviate tokenization for Korean text.")
+
+    embed_max_chars: int = Field(600, ge=64, description="Characters of each chunk that get embedded.")
+    chunk_max_chars: int = Field(1800, ge=200)
+    search_alpha: float = Field(0.5, ge=0.0, le=1.0, description="Hybrid weight: 0 keyword only, 1 vector only.")
+    answer_min_similarity: float = Field(
+        0.84, ge=0.0, le=1.0, description="Cosine similarity below which the bot says it does not know."
+    )
+
+    allow_self_approval: bool = False
+    review_interval_days: int = Field(90, ge=1)
+
+    anthropic_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "KB_ANTHROPIC_API_KEY")
+    )
+    anthropic_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "KB_ANTHROPIC_BASE_URL")
+    )
+    sentry_dsn: SecretStr | None = Field(None, validation_alias=AliasChoices("SENTRY_DSN", "KB_SENTRY_DSN"))
+    slack_bot_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "KB_SLACK_BOT_TOKEN")
+    )
+    slack_app_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "KB_SLACK_APP_TOKEN")
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "KB_SLACK_SIGNING_SECRET")
+    )
+    slack_api_url: str | None = None
+    approval_channel: str | None = None
+    approvers: str = ""
+
+    @field_validator("data_dir", "weaviate_binary_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("korean_tokenizer")
+    @classmethod
+    def _known_tokenizer(cls, value: str) -> str:
+        allowed = {"kagome_kr", "trigram", "word", "whitespace", "gse"}
+        if value not in allowed:
+            raise ValueError(f"korean_tokenizer must be one of {sorted(allowed)}")
+        return value
+
+    @field_validator("index_name")
+    @classmethod
+    def _collection_name(cls, value: str) -> str:
+        if not value[:1].isupper() or not value.isalnum():
+            raise ValueError("index_name must start with a capital letter and be alphanumeric (Weaviate rule)")
+        return value
+
+    @model_validator(mode="after")
+    def _grpc_with_cluster(self) -> Settings:
+        if self.weaviate_grpc_url and not self.weaviate_url:
+            raise ValueError("KB_WEAVIATE_GRPC_URL needs KB_WEAVIATE_URL as well")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'kb.sqlite3'}"
+
+    @property
+    def weaviate_data_dir(self) -> Path:
+        return self.data_dir / "weaviate"
+
+    @property
+    def llm_enabled(self) -> bool:
+        return self.anthropic_api_key is not None

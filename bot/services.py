@@ -1,0 +1,328 @@
+"""The service layer: what the CLI and the Slack handlers call. It knows nothing of either."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import col, select
+
+from bot.config import Settings
+from bot.importer import read_documents
+from bot.retrieval import EntryHit, Retriever
+from bot.roles.answerer import Answer, dont_know, extractive_answer
+from bot.tasks import run_task
+from store import lifecycle
+from store.db import Database
+from store.embeddings import Embedder
+from store.errors import BadInput, IndexUnavailable, KbError, NotAllowed, NotFound
+from store.index import KnowledgeIndex
+from store.indexing import DriftReport, EntryIndexer, SyncReport
+from store.lifecycle import ApprovalResult, Draft
+from store.models import (
+    AuditLog,
+    Decision,
+    Entry,
+    EntryStatus,
+    EntryVersion,
+    Origin,
+    OutboxEvent,
+    Proposal,
+    ProposalKind,
+    ProposalRevision,
+    ProposalStatus,
+    Task,
+)
+from store.text import content_hash
+
+log = logging.getLogger(__name__)
+IMPORT_ACTOR = "kb-import"
+MAX_QUERY_CHARS = 2000
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    proposed: int = 0
+    failed: list[str] = field(default_factory=list)
+    sync: SyncReport | None = None
+
+
+@dataclass
+class EntryDetail:
+    entry: Entry
+    versions: list[EntryVersion]
+    proposals: list[Proposal]
+    audit: list[AuditLog]
+
+
+@dataclass
+class ProposalDetail:
+    proposal: Proposal
+    revisions: list[ProposalRevision]
+    decision: Decision | None
+
+
+@dataclass
+class Decided:
+    """The outcome of an approval, and whether the index has caught up with it yet."""
+
+    result: ApprovalResult
+    indexed: bool
+    index_error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class KnowledgeService:
+    def __init__(self, *, settings: Settings, db: Database, index: KnowledgeIndex | None,
+                 embedder: Embedder, connect_index: Any = None) -> None:
+        self.settings = settings
+        self.db = db
+        self.embedder = embedder
+        self._index = index
+        self._connect_index = connect_index
+
+    # --- the derived index, connected on first use --------------------------------------------------
+    @property
+    def index(self) -> KnowledgeIndex:
+        if self._index is None:
+            if self._connect_index is None:
+                raise IndexUnavailable("No search index is configured.")
+            self._index = self._connect_index()
+        return self._index
+
+    @property
+    def indexer(self) -> EntryIndexer:
+        return EntryIndexer(db=self.db, index=self.index, embedder=self.embedder,
+                            chunk_max_chars=self.settings.chunk_max_chars,
+                            embed_max_chars=self.settings.embed_max_chars)
+
+    @property
+    def retriever(self) -> Retriever:
+        return Retriever(index=self.index, embedder=self.embedder, alpha=self.settings.search_alpha)
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+        self.db.dispose()
+
+    # --- reading ------------------------------------------------------------------------------------
+    def search(self, query: str, *, k: int = 5, actor: str = "cli") -> list[EntryHit]:
+        query = _clean_query(query)
+        if not 1 <= k <= 50:
+            raise BadInput("-k must be between 1 and 50.")
+        with run_task(self.db, role="searcher", command="search", actor=actor, input=query,
+                      plan=["retrieve"]) as task:
+            with task.step("retrieve") as step:
+                hits = self.retriever.search(query, k=k)
+                step["entries"] = [h.entry_id for h in hits]
+            return hits
+
+    def ask(self, question: str, *, actor: str = "cli") -> tuple[Answer, str]:
+        """An answer only from approved entries, with citations, or "I don't know". Returns it and the task id."""
+        question = _clean_query(question)
+        with run_task(self.db, role="answerer", command="ask", actor=actor, input=question,
+                      plan=["retrieve", "answer"]) as task:
+            with task.step("retrieve") as step:
+                hits = self.retriever.search(question, k=5)
+                step["entries"] = [[h.entry_id, h.version, round(h.similarity, 4)] for h in hits]
+            with task.step("answer", mode="extractive"):
+                answer = extractive_answer(question, hits, min_similarity=self.settings.answer_min_similarity)
+            task.result = {"grounded": answer.grounded, "mode": answer.mode,
+                           "citations": [[c.entry_id, c.version] for c in answer.citations]}
+            return answer, task.id
+
+    def dont_know(self, question: str) -> Answer:
+        return dont_know(question)
+
+    def list_entries(self, *, status: EntryStatus | None = EntryStatus.ACTIVE, limit: int = 100) -> list[Entry]:
+        with self.db.session() as session:
+            query = select(Entry).order_by(col(Entry.id)).limit(limit)
+            if status is not None:
+                query = query.where(Entry.status == status)
+            return list(session.exec(query))
+
+    def list_proposals(self, *, status: ProposalStatus | None = ProposalStatus.PENDING, limit: int = 100
+                       ) -> list[Proposal]:
+        with self.db.session() as session:
+            query = select(Proposal).order_by(col(Proposal.id)).limit(limit)
+            if status is not None:
+                query = query.where(Proposal.status == status)
+            return list(session.exec(query))
+
+    def show_entry(self, entry_id: int) -> EntryDetail:
+        with self.db.session() as session:
+            entry = lifecycle.get_entry(session, entry_id)
+            versions = list(session.exec(select(EntryVersion).where(EntryVersion.entry_id == entry_id)
+                                         .order_by(col(EntryVersion.version))))
+            proposals = list(session.exec(select(Proposal).where(Proposal.entry_id == entry_id)
+                                          .order_by(col(Proposal.id))))
+            proposal_ids = [v.proposal_id for v in versions if v.proposal_id] + [p.id for p in proposals]
+            audit = list(session.exec(
+                select(AuditLog).where(
+                    ((col(AuditLog.subject_type) == "entry") & (col(AuditLog.subject_id) == entry_id))
+                    | ((col(AuditLog.subject_type) == "proposal") & col(AuditLog.subject_id).in_(proposal_ids))
+                ).order_by(col(AuditLog.id))
+            ))
+            return EntryDetail(entry, versions, proposals, audit)
+
+    def show_proposal(self, proposal_id: int) -> ProposalDetail:
+        with self.db.session() as session:
+            proposal = session.get(Proposal, proposal_id)
+            if proposal is None:
+                raise NotFound(f"There is no proposal #{proposal_id}.")
+            revisions = list(session.exec(select(ProposalRevision)
+                                          .where(ProposalRevision.proposal_id == proposal_id)
+                                          .order_by(col(ProposalRevision.revision))))
+            decision = session.exec(select(Decision).where(Decision.proposal_id == proposal_id)).first()
+            return ProposalDetail(proposal, revisions, decision)
+
+    def trace(self, task_id: str) -> Task:
+        with self.db.session() as session:
+            task = session.get(Task, task_id.strip())
+            if task is None:
+                raise NotFound(f"There is no task {task_id!r}; task ids are printed with each command's result.")
+            return task
+
+    # --- the lifecycle --------------------------------------------------------------------------------
+    def propose(self, draft: Draft, *, proposer: str, origin: Origin = Origin.COMMAND,
+                origin_ref: str | None = None, kind: ProposalKind = ProposalKind.NEW,
+                entry_id: int | None = None) -> Proposal:
+        with run_task(self.db, role="curator", command="propose", actor=proposer, input=draft.title,
+                      plan=["validate", "store"]) as task, task.step("store"), self.db.session() as session:
+            proposal = lifecycle.submit_proposal(session=session, draft=draft, proposer=proposer, origin=origin,
+                                                 origin_ref=origin_ref, kind=kind, entry_id=entry_id)
+            task.result = {"proposal_id": proposal.id}
+            return proposal
+
+    def edit(self, proposal_id: int, draft: Draft, *, by: str, rebase: bool = False) -> Proposal:
+        with self.db.session() as session:
+            return lifecycle.edit_proposal(session=session, proposal_id=proposal_id, by=by, draft=draft,
+                                           rebase=rebase)
+
+    def approve(self, proposal_id: int, *, by: str, sync: bool = True, expected_revision: int | None = None
+                ) -> Decided:
+        try:
+            with self.db.session() as session:
+                result = lifecycle.approve(
+                    session=session, proposal_id=proposal_id, by=by, expected_revision=expected_revision,
+                    allow_self_approval=self.settings.allow_self_approval,
+                    review_interval_days=self.settings.review_interval_days,
+                )
+        except NotAllowed as exc:
+            self._audit_refusal(by, "proposal.approve_refused", proposal_id, str(exc))
+            raise
+        if not sync:
+            return Decided(result, indexed=False)
+        report = self.sync_outbox_safely()
+        return Decided(result, indexed=not report.failed and not report.errors,
+                       index_error=report.errors[0] if report.errors else None)
+
+    def reject(self, proposal_id: int, *, by: str, reason: str, expected_revision: int | None = None
+               ) -> Decision:
+        with self.db.session() as session:
+            return lifecycle.reject(session=session, proposal_id=proposal_id, by=by, reason=reason,
+                                    expected_revision=expected_revision)
+
+    def withdraw(self, proposal_id: int, *, by: str) -> Proposal:
+        with self.db.session() as session:
+            return lifecycle.withdraw(session=session, proposal_id=proposal_id, by=by)
+
+    def _audit_refusal(self, actor: str, action: str, proposal_id: int, reason: str) -> None:
+        with self.db.session() as session:
+            lifecycle.audit(session, actor=actor, action=action, subject_type="proposal",
+                            subject_id=proposal_id, reason=reason)
+
+    # --- import -------------------------------------------------------------------------------------
+    def import_paths(self, paths: list[Path], *, approved_by: str | None, proposer: str = IMPORT_ACTOR,
+                     sync: bool = True) -> ImportReport:
+        """Import documents; ``approved_by`` makes them approved entries, else pending proposals.
+        Re-importing unchanged documents changes nothing; a changed one becomes a new version."""
+        report = ImportReport()
+        documents = list(read_documents(paths))
+        with run_task(self.db, role="librarian", command="import", actor=approved_by or proposer,
+                      input=" ".join(map(str, paths)), plan=["read", "store", "index"]) as task:
+            with task.step("store", documents=len(documents)):
+                for document in documents:
+                    try:
+                        self._import_one(document, approved_by=approved_by, proposer=proposer, report=report)
+                    except BadInput as exc:  # one bad document must not stop the others
+                        report.failed.append(f"{document.source_ref}: {exc}")
+            if approved_by and sync:
+                with task.step("index"):
+                    report.sync = self.sync_outbox_safely()
+            task.result = {"created": report.created, "updated": report.updated,
+                           "unchanged": report.unchanged, "proposed": report.proposed,
+                           "failed": report.failed}
+        return report
+
+    def _import_one(self, document: Any, *, approved_by: str | None, proposer: str, report: ImportReport
+                    ) -> None:
+        draft = Draft(title=document.title, body=document.body, tags=document.tags, language=document.language,
+                      source_ref=document.source_ref, change_note="imported")
+        with self.db.session() as session:
+            existing = session.exec(select(Entry).where(Entry.source_ref == document.source_ref)).first()
+            kind, entry_id = ProposalKind.NEW, None
+            if existing is not None:
+                clean = draft.validated()
+                current = session.exec(select(EntryVersion).where(
+                    EntryVersion.entry_id == existing.id, EntryVersion.version == existing.current_version)).one()
+                if current.content_hash == content_hash(clean.title, clean.body, ",".join(clean.tags)):
+                    report.unchanged += 1
+                    return
+                kind, entry_id = ProposalKind.UPDATE, existing.id
+            proposal = lifecycle.submit_proposal(session=session, draft=draft, proposer=proposer,
+                                                 origin=Origin.IMPORT, origin_ref=document.source_ref,
+                                                 kind=kind, entry_id=entry_id)
+            if approved_by is None:
+                report.proposed += 1
+                return
+            lifecycle.approve(session=session, proposal_id=proposal.id or 0, by=approved_by,
+                              allow_self_approval=True, review_interval_days=self.settings.review_interval_days)
+            if kind == ProposalKind.NEW:
+                report.created += 1
+            else:
+                report.updated += 1
+
+    # --- the index ----------------------------------------------------------------------------------
+    def sync_outbox(self) -> SyncReport:
+        return self.indexer.sync_outbox()
+
+    def sync_outbox_safely(self) -> SyncReport:
+        """Apply the outbox now if the index is reachable; if not, the events wait for the next sync."""
+        try:
+            return self.sync_outbox()
+        except KbError as exc:
+            log.warning("index not updated yet: %s", exc)
+            return SyncReport(failed=len(self.pending_outbox()), errors=[str(exc)])
+
+    def pending_outbox(self) -> list[OutboxEvent]:
+        with self.db.session() as session:
+            return list(session.exec(select(OutboxEvent).where(col(OutboxEvent.applied_at).is_(None))))
+
+    def reindex(self) -> int:
+        with run_task(self.db, role="librarian", command="reindex", actor="cli", input="",
+                      plan=["rebuild"]) as task, task.step("rebuild") as step:
+            step["chunks"] = self.indexer.rebuild()
+            return int(step["chunks"])
+
+    def doctor(self, *, repair: bool = False) -> DriftReport:
+        indexer = self.indexer
+        report = indexer.drift()
+        if repair and not report.clean:
+            indexer.repair(report)
+        return report
+
+
+def _clean_query(text: str) -> str:
+    text = " ".join(text.split())
+    if not text:
+        raise BadInput("Ask something: the question is empty.")
+    if len(text) > MAX_QUERY_CHARS:
+        raise BadInput(f"The question is {len(text):,} characters; keep it under {MAX_QUERY_CHARS:,}.")
+    return text

@@ -1,0 +1,79 @@
+"""Every command runs as a task: a plan, timed steps, and a result or an error, kept in the SQL store."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from store.db import Database
+from store.models import Task, TaskStatus, utcnow
+
+log = logging.getLogger(__name__)
+current_task_id: ContextVar[str | None] = ContextVar("current_task_id", default=None)
+
+
+class TaskRun:
+    def __init__(self, db: Database, task: Task) -> None:
+        self.db = db
+        self.task = task
+        self.steps: list[dict[str, Any]] = []
+        self.result: dict[str, Any] = {}
+        self._started = time.perf_counter()
+
+    @property
+    def id(self) -> str:
+        return self.task.id
+
+    @contextmanager
+    def step(self, name: str, **detail: Any) -> Iterator[dict[str, Any]]:
+        """Time one step of the plan; what the block puts in the yielded dict is logged with it."""
+        record: dict[str, Any] = {"name": name, **detail}
+        started = time.perf_counter()
+        try:
+            yield record
+            record["status"] = "ok"
+        except BaseException as exc:
+            record["status"] = "failed"
+            record["error"] = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            record["ms"] = round((time.perf_counter() - started) * 1000, 1)
+            self.steps.append(record)
+            log.info("task %s step %s %s in %.1f ms", self.id, name, record["status"], record["ms"])
+
+    def _save(self, status: TaskStatus, error: str | None) -> None:
+        with self.db.session() as session:
+            row = session.get(Task, self.id)
+            if row is None:
+                return
+            row.steps = list(self.steps)
+            row.result = dict(self.result)
+            row.status = status
+            row.error = error
+            row.finished_at = utcnow()
+            row.duration_ms = round((time.perf_counter() - self._started) * 1000, 1)
+            session.add(row)
+
+
+@contextmanager
+def run_task(db: Database, *, role: str, command: str, actor: str, input: str, plan: list[str]
+             ) -> Iterator[TaskRun]:
+    task = Task(id=uuid.uuid4().hex[:12], role=role, command=command, actor=actor, input=input[:4000], plan=plan)
+    with db.session() as session:
+        session.add(task)
+    run = TaskRun(db, task)
+    token = current_task_id.set(task.id)
+    try:
+        yield run
+    except BaseException as exc:
+        run._save(TaskStatus.FAILED, f"{type(exc).__name__}: {exc}")
+        raise
+    else:
+        run._save(TaskStatus.SUCCEEDED, None)
+    finally:
+        current_task_id.reset(token)

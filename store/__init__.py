@@ -1,0 +1,1 @@
+"""The knowledge store: SQL source of truth, lifecycle, the derived Weaviate index, embeddings."""

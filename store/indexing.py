@@ -1,0 +1,227 @@
+"""From the SQL store to the index: chunk, embed and write approved entries; rebuild; find and repair drift."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlmodel import col, select
+
+from store.chunking import chunk_markdown
+from store.db import Database
+from store.embeddings import Embedder
+from store.index import ChunkRecord, IndexedEntry, KnowledgeIndex
+from store.models import Entry, EntryStatus, EntryVersion, OutboxEvent, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DriftReport:
+    missing: list[int] = field(default_factory=list)
+    stale: list[int] = field(default_factory=list)
+    unapproved: list[int] = field(default_factory=list)
+    schema_outdated: bool = False
+    repaired: bool = False
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.stale or self.unapproved or self.schema_outdated)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"missing": self.missing, "stale": self.stale, "unapproved": self.unapproved,
+                "schema_outdated": self.schema_outdated, "clean": self.clean, "repaired": self.repaired}
+
+
+@dataclass
+class SyncReport:
+    applied: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Current:
+    entry: Entry
+    version: EntryVersion
+
+
+class EntryIndexer:
+    """Writes the index from the SQL store alone; every operation here is idempotent."""
+
+    def __init__(self, *, db: Database, index: KnowledgeIndex, embedder: Embedder, chunk_max_chars: int = 1800,
+                 embed_max_chars: int = 600) -> None:
+        self.db = db
+        self.index = index
+        self.embedder = embedder
+        self.chunk_max_chars = chunk_max_chars
+        self.embed_max_chars = embed_max_chars
+
+    # --- building chunks --------------------------------------------------------------------------
+    def embedding_text(self, chunk: ChunkRecord) -> str:
+        """What gets a vector: title and heading path first, since e5 sees only the start of long text."""
+        heading = " > ".join(chunk.heading_path)
+        prefix = f"{chunk.title}\n{heading}\n" if heading else f"{chunk.title}\n"
+        return (prefix + chunk.text)[: self.embed_max_chars]
+
+    def chunks_for(self, items: Sequence[_Current]) -> list[ChunkRecord]:
+        records = [
+            ChunkRecord(
+                entry_id=item.entry.id or 0, version=item.version.version, chunk_no=piece.chunk_no,
+                title=item.version.title, heading_path=piece.heading_path, text=piece.text,
+                language=item.version.language, tags=item.version.tags, source_ref=item.entry.source_ref,
+                content_hash=item.version.content_hash,
+            )
+            for item in items
+            for piece in chunk_markdown(item.version.body, max_chars=self.chunk_max_chars)
+        ]
+        vectors = self.embedder.embed_passages([self.embedding_text(r) for r in records])
+        for record, vector in zip(records, vectors, strict=True):
+            record.vector = vector
+        return records
+
+    def _load(self, entry_ids: Iterable[int]) -> tuple[list[_Current], list[int]]:
+        """Active entries with their current version, and the ids that must not be in the index."""
+        ids = list(entry_ids)
+        current: list[_Current] = []
+        with self.db.session() as session:
+            entries = {e.id: e for e in session.exec(select(Entry).where(col(Entry.id).in_(ids)))}
+            active = [e for e in entries.values() if e.status == EntryStatus.ACTIVE]
+            pairs = [(e.id, e.current_version) for e in active]
+            versions = {
+                (v.entry_id, v.version): v
+                for v in session.exec(select(EntryVersion).where(col(EntryVersion.entry_id).in_([p[0] for p in pairs])))
+                if (v.entry_id, v.version) in set(pairs)
+            }
+            for entry in active:
+                current.append(_Current(entry, versions[(entry.id or 0, entry.current_version)]))
+        absent = [i for i in ids if i not in {c.entry.id for c in current}]
+        return current, absent
+
+    # --- applying ---------------------------------------------------------------------------------
+    def apply_entries(self, entry_ids: Iterable[int], *, collection: str | None = None) -> None:
+        """Make the index agree with the SQL store for these entries."""
+        current, absent = self._load(entry_ids)
+        for entry_id in absent:
+            self.index.delete_entry(entry_id, collection=collection)
+        if not current:
+            return
+        records = self.chunks_for(current)
+        self.index.replace_entries([c.entry.id or 0 for c in current], records, collection=collection)
+
+    def sync_outbox(self, *, limit: int = 1000, batch_entries: int = 64) -> SyncReport:
+        """Apply queued index changes. A failure stays queued, with its error and a later retry time."""
+        report = SyncReport()
+        now = utcnow()
+        with self.db.session() as session:
+            events = list(session.exec(
+                select(OutboxEvent)
+                .where(col(OutboxEvent.applied_at).is_(None))
+                .where((col(OutboxEvent.next_attempt_at).is_(None)) | (col(OutboxEvent.next_attempt_at) <= now))
+                .order_by(col(OutboxEvent.id))
+                .limit(limit)
+            ))
+        entry_ids = list(dict.fromkeys(e.entry_id for e in events))
+        for start in range(0, len(entry_ids), batch_entries):
+            batch = entry_ids[start : start + batch_entries]
+            batch_events = [e for e in events if e.entry_id in set(batch)]
+            try:
+                self.apply_entries(batch)
+            except Exception as exc:  # Weaviate down, refused write...: keep the events, note why
+                log.warning("outbox apply failed for entries %s: %s", batch, exc)
+                report.failed += len(batch_events)
+                report.errors.append(str(exc))
+                self._mark(batch_events, error=str(exc)[:2000])
+            else:
+                report.applied += len(batch_events)
+                self._mark(batch_events, error=None)
+        return report
+
+    def _mark(self, events: Sequence[OutboxEvent], *, error: str | None) -> None:
+        now = utcnow()
+        with self.db.session() as session:
+            for event in events:
+                row = session.get(OutboxEvent, event.id)
+                if row is None:
+                    continue
+                row.attempts += 1
+                if error is None:
+                    row.applied_at = now
+                    row.last_error = None
+                else:
+                    row.last_error = error
+                    row.next_attempt_at = now + timedelta(seconds=min(300, 2 ** min(row.attempts, 8)))
+                session.add(row)
+
+    def pending_outbox(self) -> list[OutboxEvent]:
+        with self.db.session() as session:
+            return list(session.exec(select(OutboxEvent).where(col(OutboxEvent.applied_at).is_(None))))
+
+    # --- rebuild and drift ------------------------------------------------------------------------
+    def active_ids(self) -> list[int]:
+        with self.db.session() as session:
+            return [i for i in session.exec(
+                select(Entry.id).where(Entry.status == EntryStatus.ACTIVE).order_by(col(Entry.id))
+            ) if i is not None]
+
+    def rebuild(self, *, batch_entries: int = 64) -> int:
+        """Fill a new collection from the SQL store alone, then swap the alias to it. Returns its chunk count."""
+        started = utcnow()
+        name = self.index.create_collection()
+        try:
+            ids = self.active_ids()
+            for start in range(0, len(ids), batch_entries):
+                self.apply_entries(ids[start : start + batch_entries], collection=name)
+        except Exception:
+            self.index.drop_collection(name)
+            raise
+        old = self.index.swap_alias(name)
+        if old and old != name:
+            self.index.drop_collection(old)
+        self._catch_up_since(started)
+        return self.index.count()
+
+    def _catch_up_since(self, started: object) -> None:
+        """Entries approved while the rebuild ran may have gone to the old collection: apply them again."""
+        with self.db.session() as session:
+            changed = set(session.exec(select(OutboxEvent.entry_id).where(col(OutboxEvent.created_at) >= started)))
+        if changed:
+            self.apply_entries(sorted(changed))
+
+    def drift(self) -> DriftReport:
+        report = DriftReport()
+        from store.index import SCHEMA_VERSION
+
+        report.schema_outdated = self.index.schema_version() not in (None, SCHEMA_VERSION)
+        indexed: dict[int, IndexedEntry] = self.index.indexed_entries()
+        with self.db.session() as session:
+            active = {
+                e.id: e for e in session.exec(select(Entry).where(Entry.status == EntryStatus.ACTIVE))
+            }
+            hashes = {
+                v.entry_id: v.content_hash
+                for v in session.exec(select(EntryVersion).join(Entry, col(Entry.id) == col(EntryVersion.entry_id))
+                                      .where(col(EntryVersion.version) == col(Entry.current_version)))
+            }
+        for entry_id, entry in active.items():
+            seen = indexed.get(entry_id or 0)
+            if seen is None:
+                report.missing.append(entry_id or 0)
+            elif seen.versions != {entry.current_version} or seen.content_hash != hashes.get(entry_id or 0):
+                report.stale.append(entry_id or 0)
+        report.unapproved = sorted(i for i in indexed if i not in active)
+        return report
+
+    def repair(self, report: DriftReport) -> DriftReport:
+        if report.schema_outdated:
+            self.rebuild()
+        else:
+            for entry_id in report.unapproved:
+                self.index.delete_entry(entry_id)
+            todo = report.missing + report.stale
+            for start in range(0, len(todo), 64):
+                self.apply_entries(todo[start : start + 64])
+        report.repaired = True
+        return report

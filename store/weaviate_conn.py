@@ -1,0 +1,130 @@
+"""Connect to Weaviate: a cluster when ``KB_WEAVIATE_URL`` is set, else Weaviate Embedded under ``KB_DATA_DIR``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import weaviate
+from weaviate.auth import Auth
+from weaviate.client import WeaviateClient
+from weaviate.config import AdditionalConfig, Timeout
+
+from store.errors import IndexUnavailable
+
+# Environment for the embedded server. Raft advertises the host's first address unless told otherwise, and
+# an IPv6 one breaks its listener; the shorter Raft timeouts make a one-node start take seconds, not ten.
+EMBEDDED_ENV = {
+    "ENABLE_TOKENIZER_KAGOME_KR": "true",
+    "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
+    "RAFT_TIMEOUTS_MULTIPLIER": "1",
+    "DISABLE_TELEMETRY": "true",
+    "LOG_LEVEL": "warning",
+    "ENABLE_MODULES": "",
+    "DEFAULT_VECTORIZER_MODULE": "none",
+}
+
+
+@dataclass(frozen=True)
+class WeaviateTarget:
+    """Where the index lives: a cluster (``url`` set) or an embedded server under ``data_dir``."""
+
+    data_dir: Path
+    binary_dir: Path
+    version: str
+    port: int = 8079
+    grpc_port: int = 50060
+    url: str | None = None
+    grpc_url: str | None = None
+    api_key: str | None = None
+
+
+def embedded_binary_path(binary_dir: Path, version: str) -> Path:
+    """Where weaviate-client's embedded mode looks for the server of ``version`` before it downloads."""
+    tag = version if version.startswith("v") else f"v{version}"
+    return binary_dir / f"weaviate-{tag}-{hashlib.sha256(tag.encode()).hexdigest()}"
+
+
+def _listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextmanager
+def _child_output_to(log_path: Path) -> Iterator[None]:
+    """Point fds 1 and 2 at a log file while the server is spawned, so its logs never mix with CLI output."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def connect(target: WeaviateTarget) -> WeaviateClient:
+    config = AdditionalConfig(timeout=Timeout(init=30, query=60, insert=180))
+    try:
+        if target.url:
+            return _connect_cluster(target, config)
+        return _connect_embedded(target, config)
+    except IndexUnavailable:
+        raise
+    except Exception as exc:  # the client raises many kinds; the user needs one clear message
+        where = target.url or f"embedded Weaviate on port {target.port}"
+        raise IndexUnavailable(f"Cannot reach the search index ({where}): {exc}") from exc
+
+
+def _connect_cluster(target: WeaviateTarget, config: AdditionalConfig) -> WeaviateClient:
+    assert target.url is not None
+    http = urlparse(target.url)
+    grpc_address = target.grpc_url or http.hostname or "localhost"
+    grpc = urlparse(grpc_address if "//" in grpc_address else f"//{grpc_address}")
+    secure = http.scheme == "https"
+    auth = Auth.api_key(target.api_key) if target.api_key else None
+    return weaviate.connect_to_custom(
+        http_host=http.hostname or "localhost",
+        http_port=http.port or (443 if secure else 80),
+        http_secure=secure,
+        grpc_host=grpc.hostname or http.hostname or "localhost",
+        grpc_port=grpc.port or 50051,
+        grpc_secure=secure,
+        auth_credentials=auth,
+        additional_config=config,
+    )
+
+
+def _connect_embedded(target: WeaviateTarget, config: AdditionalConfig) -> WeaviateClient:
+    if _listening(target.port) and _listening(target.grpc_port):
+        # Another kb process (the bot, say) already runs the embedded server on this data dir: share it.
+        return weaviate.connect_to_local(port=target.port, grpc_port=target.grpc_port, additional_config=config)
+    binary = embedded_binary_path(target.binary_dir, target.version)
+    if not binary.exists():
+        raise IndexUnavailable(
+            f"The Weaviate server binary {binary} is missing. Run `make setup` (scripts/setup.sh) to build it."
+        )
+    with _child_output_to(target.data_dir / "weaviate.log"):
+        return weaviate.connect_to_embedded(
+            version=target.version,
+            persistence_data_path=str(target.data_dir / "weaviate"),
+            binary_path=str(target.binary_dir),
+            port=target.port,
+            grpc_port=target.grpc_port,
+            environment_variables=EMBEDDED_ENV,
+            additional_config=config,
+        )
