@@ -19,7 +19,7 @@ from store.db import Database
 from store.embeddings import Embedder
 from store.errors import BadInput, IndexUnavailable, KbError, NotAllowed, NotFound
 from store.index import KnowledgeIndex
-from store.indexing import DriftReport, EntryIndexer, SyncReport
+from store.indexing import DriftReport, EntryIndexer, SyncReport, pending_outbox, record_outbox_attempt
 from store.lifecycle import ApprovalResult, Draft
 from store.models import (
     AuditLog,
@@ -299,11 +299,12 @@ class KnowledgeService:
             return self.sync_outbox()
         except KbError as exc:
             log.warning("index not updated yet: %s", exc)
-            return SyncReport(failed=len(self.pending_outbox()), errors=[str(exc)])
+            due = pending_outbox(self.db, due_only=True)
+            record_outbox_attempt(self.db, due, error=str(exc))
+            return SyncReport(failed=len(due), errors=[str(exc)])
 
     def pending_outbox(self) -> list[OutboxEvent]:
-        with self.db.session() as session:
-            return list(session.exec(select(OutboxEvent).where(col(OutboxEvent.applied_at).is_(None))))
+        return pending_outbox(self.db)
 
     def reindex(self) -> int:
         with run_task(self.db, role="librarian", command="reindex", actor="cli", input="",

@@ -48,6 +48,33 @@ class _Current:
     version: EntryVersion
 
 
+def pending_outbox(db: Database, *, due_only: bool = False) -> list[OutboxEvent]:
+    query = select(OutboxEvent).where(col(OutboxEvent.applied_at).is_(None)).order_by(col(OutboxEvent.id))
+    if due_only:
+        now = utcnow()
+        query = query.where((col(OutboxEvent.next_attempt_at).is_(None)) | (col(OutboxEvent.next_attempt_at) <= now))
+    with db.session() as session:
+        return list(session.exec(query))
+
+
+def record_outbox_attempt(db: Database, events: Sequence[OutboxEvent], *, error: str | None) -> None:
+    """Mark events applied, or keep them queued with the error and a retry time that backs off."""
+    now = utcnow()
+    with db.session() as session:
+        for event in events:
+            row = session.get(OutboxEvent, event.id)
+            if row is None:
+                continue
+            row.attempts += 1
+            if error is None:
+                row.applied_at = now
+                row.last_error = None
+            else:
+                row.last_error = error[:2000]
+                row.next_attempt_at = now + timedelta(seconds=min(300, 2 ** min(row.attempts, 8)))
+            session.add(row)
+
+
 class EntryIndexer:
     """Writes the index from the SQL store alone; every operation here is idempotent."""
 
@@ -114,15 +141,7 @@ class EntryIndexer:
     def sync_outbox(self, *, limit: int = 1000, batch_entries: int = 64) -> SyncReport:
         """Apply queued index changes. A failure stays queued, with its error and a later retry time."""
         report = SyncReport()
-        now = utcnow()
-        with self.db.session() as session:
-            events = list(session.exec(
-                select(OutboxEvent)
-                .where(col(OutboxEvent.applied_at).is_(None))
-                .where((col(OutboxEvent.next_attempt_at).is_(None)) | (col(OutboxEvent.next_attempt_at) <= now))
-                .order_by(col(OutboxEvent.id))
-                .limit(limit)
-            ))
+        events = pending_outbox(self.db, due_only=True)[:limit]
         entry_ids = list(dict.fromkeys(e.entry_id for e in events))
         for start in range(0, len(entry_ids), batch_entries):
             batch = entry_ids[start : start + batch_entries]
@@ -133,31 +152,11 @@ class EntryIndexer:
                 log.warning("outbox apply failed for entries %s: %s", batch, exc)
                 report.failed += len(batch_events)
                 report.errors.append(str(exc))
-                self._mark(batch_events, error=str(exc)[:2000])
+                record_outbox_attempt(self.db, batch_events, error=str(exc))
             else:
                 report.applied += len(batch_events)
-                self._mark(batch_events, error=None)
+                record_outbox_attempt(self.db, batch_events, error=None)
         return report
-
-    def _mark(self, events: Sequence[OutboxEvent], *, error: str | None) -> None:
-        now = utcnow()
-        with self.db.session() as session:
-            for event in events:
-                row = session.get(OutboxEvent, event.id)
-                if row is None:
-                    continue
-                row.attempts += 1
-                if error is None:
-                    row.applied_at = now
-                    row.last_error = None
-                else:
-                    row.last_error = error
-                    row.next_attempt_at = now + timedelta(seconds=min(300, 2 ** min(row.attempts, 8)))
-                session.add(row)
-
-    def pending_outbox(self) -> list[OutboxEvent]:
-        with self.db.session() as session:
-            return list(session.exec(select(OutboxEvent).where(col(OutboxEvent.applied_at).is_(None))))
 
     # --- rebuild and drift ------------------------------------------------------------------------
     def active_ids(self) -> list[int]:

@@ -1,0 +1,217 @@
+"""The index against the real Weaviate server: approved-only, outbox catch-up, rebuild, drift, languages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from bot.config import Settings
+from bot.services import KnowledgeService
+from bot.wiring import build_service
+from store.index import ChunkRecord
+from store.lifecycle import Draft
+from store.models import OutboxEvent, ProposalKind
+from store.weaviate_conn import WeaviateTarget, connect
+from tests.conftest import corpus_documents, free_port, make_settings
+
+pytestmark = pytest.mark.weaviate
+
+SUBSET = [
+    "prometheus-operator/runbooks:content/runbooks/kubernetes/KubePodCrashLooping.md",
+    "prometheus-operator/runbooks:content/runbooks/kubernetes/KubeHpaReplicasMismatch.md",
+    "prometheus-operator/runbooks:content/runbooks/kubernetes/KubeProxyDown.md",
+    "gitlab-com/runbooks:docs/pages/gitlab-pages.md",
+    "gitlab-com/runbooks:docs/sidekiq/sidekiq-queue-not-being-processed.md",
+    "gitlab-com/runbooks:docs/uncategorized/disable-chef-runs-on-a-vm.md",
+    "kubernetes/website:content/ko/docs/tasks/administer-cluster/kubeadm/kubeadm-certs.md",
+    "kubernetes/website:content/ko/docs/concepts/scheduling-eviction/node-pressure-eviction.md",
+]
+
+
+def _approve(service: KnowledgeService, title: str, body: str) -> int:
+    proposal = service.propose(Draft(title=title, body=body), proposer="alice")
+    decided = service.approve(proposal.id or 0, by="bob")
+    assert decided.indexed, decided.index_error
+    return decided.result.entry.id or 0
+
+
+def _found(service: KnowledgeService, query: str) -> list[int]:
+    return [hit.entry_id for hit in service.search(query, k=10)]
+
+
+def test_only_approved_active_entries_are_ever_searchable(service: KnowledgeService) -> None:
+    approved = _approve(service, "Zorbulator overheating", "When the zorbulator overheats, open the vent.")
+    pending = service.propose(Draft(title="Zorbulator pending", body="zorbulator pending advice"), proposer="a")
+    rejected = service.propose(Draft(title="Zorbulator rejected", body="zorbulator bad advice"), proposer="a")
+    service.reject(rejected.id or 0, by="bob", reason="wrong")
+    deprecated = _approve(service, "Zorbulator legacy", "The old zorbulator needs a reboot.")
+    assert set(_found(service, "zorbulator")) == {approved, deprecated}
+
+    removal = service.propose(Draft(title="Zorbulator legacy", body="gone"), proposer="carol",
+                              kind=ProposalKind.DEPRECATE, entry_id=deprecated)
+    service.approve(removal.id or 0, by="bob")
+
+    assert _found(service, "zorbulator") == [approved]
+    assert _found(service, "zorbulator pending advice") == [approved]
+    assert pending.id not in _found(service, "pending")
+    indexed = service.index.indexed_entries()
+    assert set(indexed) == {approved}
+
+
+def test_an_update_replaces_the_old_version_in_the_index(service: KnowledgeService) -> None:
+    entry_id = _approve(service, "Quuxer restart", "Restart the quuxer with `systemctl restart quuxer`.")
+    update = service.propose(Draft(title="Quuxer restart", body="Drain first, then restart the quuxer gently."),
+                             proposer="carol", kind=ProposalKind.UPDATE, entry_id=entry_id)
+    service.approve(update.id or 0, by="bob")
+    hits = service.search("quuxer restart", k=5)
+    assert [(h.entry_id, h.version) for h in hits] == [(entry_id, 2)]
+    assert "gently" in hits[0].passage
+    assert service.index.indexed_entries()[entry_id].versions == {2}
+    assert all("systemctl" not in hit.passage for hit in service.search("systemctl", k=5))
+
+
+def test_outbox_survives_weaviate_being_stopped_and_catches_up(tmp_path: Path, database_url: str) -> None:
+    """A Weaviate server of its own, stopped during an approval: the approval stands, the index catches up."""
+    own = WeaviateTarget(data_dir=tmp_path / "weaviate", binary_dir=Settings().weaviate_binary_dir,
+                         version=Settings().weaviate_version, port=free_port(), grpc_port=free_port())
+    server = connect(own)
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url,  # type: ignore[call-arg]
+                        weaviate_url=f"http://127.0.0.1:{own.port}", weaviate_grpc_url=f"127.0.0.1:{own.grpc_port}")
+    service = build_service(settings)
+    try:
+        before = _approve(service, "Frobnicator alarms", "Silence the frobnicator alarm after checking the queue.")
+        service.close()
+        server.close()  # stops the server process
+
+        service = build_service(settings)
+        proposal = service.propose(Draft(title="Gizmo latency", body="gizmo latency: restart the gizmo pool"),
+                                   proposer="alice")
+        decided = service.approve(proposal.id or 0, by="bob")
+        assert not decided.indexed and "Cannot reach the search index" in (decided.index_error or "")
+        assert decided.result.proposal.status.value == "approved"
+        with service.db.session() as session:
+            event = session.exec(select(OutboxEvent).where(OutboxEvent.entry_id == decided.result.entry.id)).one()
+            assert event.applied_at is None and event.attempts == 1 and event.last_error
+            event.next_attempt_at = None  # due now rather than after the backoff
+            session.add(event)
+
+        server = connect(own)  # the same data directory, started again
+        service.close()
+        service = build_service(settings)
+        report = service.sync_outbox()
+        assert (report.applied, report.failed) == (1, 0)
+        assert set(_found(service, "gizmo latency")) == {decided.result.entry.id, before}
+        assert _found(service, "gizmo latency")[0] == decided.result.entry.id
+        assert _found(service, "frobnicator")[0] == before
+        assert service.pending_outbox() == []
+    finally:
+        service.close()
+        server.close()
+
+
+def test_reindex_rebuilds_from_sql_alone(service: KnowledgeService) -> None:
+    first = _approve(service, "Widget queue stuck", "Restart the widget consumer.")
+    second = _approve(service, "Widget disk alarm", "Prune old widget snapshots.")
+    old_collection = service.index.current_collection()
+    assert old_collection is not None
+    service.index.client.collections.delete(old_collection)  # Weaviate loses everything
+
+    chunks = service.reindex()
+
+    assert chunks == 2
+    assert service.index.current_collection() not in (None, old_collection)
+    assert set(_found(service, "widget")) == {first, second}
+    assert service.doctor().clean
+
+
+def test_doctor_reports_and_repairs_planted_drift(service: KnowledgeService) -> None:
+    kept = _approve(service, "Sprocket jam", "Clear the sprocket jam by hand.")
+    lost = _approve(service, "Sprocket noise", "Oil the sprocket.")
+    outdated = _approve(service, "Sprocket wear", "Replace worn sprockets.")
+    service.index.delete_entry(lost)
+    service.index.replace_entries([outdated], [ChunkRecord(
+        entry_id=outdated, version=7, chunk_no=0, title="Sprocket wear", heading_path=[], text="stale text",
+        language="en", tags=[], source_ref=None, content_hash="old")])
+    rogue = ChunkRecord(entry_id=999, version=1, chunk_no=0, title="Unapproved sprocket hack",
+                        heading_path=[], text="never approved", language="en", tags=[], source_ref=None,
+                        content_hash="x")
+    service.index.write_chunks([rogue])
+
+    report = service.doctor()
+    assert (report.missing, report.stale, report.unapproved) == ([lost], [outdated], [999])
+    assert not report.clean
+
+    service.doctor(repair=True)
+    assert service.doctor().clean
+    assert set(_found(service, "sprocket")) == {kept, lost, outdated}
+    assert 999 not in _found(service, "unapproved sprocket hack")
+
+
+@pytest.fixture(scope="module")
+def corpus_service(tmp_path_factory: pytest.TempPathFactory, weaviate_target: WeaviateTarget
+                   ) -> Iterator[KnowledgeService]:
+    """A few real runbooks (English and Korean) from the shared corpus, imported as approved entries."""
+    tmp = tmp_path_factory.mktemp("corpus")
+    subset = tmp / "subset.jsonl"
+    documents = {d["id"]: d for d in corpus_documents()}
+    subset.write_text("\n".join(json.dumps(documents[i], ensure_ascii=False) for i in SUBSET), encoding="utf-8")
+    settings = make_settings(tmp, f"sqlite:///{tmp / 'kb.sqlite3'}", weaviate_target)
+    service = build_service(settings)
+    report = service.import_paths([subset], approved_by="eval")
+    assert report.created == len(SUBSET)
+    yield service
+    service.close()
+
+
+def _top_ref(service: KnowledgeService, query: str) -> str:
+    return service.search(query, k=3)[0].source_ref
+
+
+def test_korean_question_finds_the_korean_page(corpus_service: KnowledgeService) -> None:
+    assert _top_ref(corpus_service, "kubeadm 인증서 만료일 확인하고 갱신하는 법").endswith("kubeadm-certs.md")
+
+
+def test_korean_question_finds_the_english_runbook(corpus_service: KnowledgeService) -> None:
+    assert _top_ref(corpus_service, "파드가 계속 죽었다 살아나면서 재시작 횟수가 늘어나요").endswith(
+        "KubePodCrashLooping.md")
+
+
+def test_english_question_finds_the_korean_page(corpus_service: KnowledgeService) -> None:
+    assert _top_ref(corpus_service, "kubelet evicting pods when the node runs low on disk").endswith(
+        "node-pressure-eviction.md")
+
+
+def test_reimport_of_unchanged_documents_changes_nothing(corpus_service: KnowledgeService, tmp_path: Path) -> None:
+    documents = {d["id"]: d for d in corpus_documents()}
+    again = tmp_path / "again.jsonl"
+    changed = dict(documents[SUBSET[1]], text=documents[SUBSET[1]]["text"] + "\n\nCheck the metrics server too.")
+    again.write_text(json.dumps(documents[SUBSET[0]]) + "\n" + json.dumps(changed), encoding="utf-8")
+    report = corpus_service.import_paths([again], approved_by="eval")
+    assert (report.created, report.updated, report.unchanged) == (0, 1, 1)
+    hit = corpus_service.search("HPA replicas mismatch metrics server", k=1)[0]
+    assert hit.source_ref == SUBSET[1] and hit.version == 2
+
+
+def test_ask_cites_entry_and_version_or_says_it_does_not_know(corpus_service: KnowledgeService) -> None:
+    answer, task_id = corpus_service.ask("the hpa wants more replicas than are actually running")
+    assert answer.grounded
+    assert answer.citations[0].source_ref == SUBSET[1]
+    assert f"v{answer.citations[0].version}" in answer.text
+    unknown, _ = corpus_service.ask("how do I rotate the kafka consumer group offsets for the billing topic")
+    assert not unknown.grounded and unknown.citations == []
+    assert "don't know" in unknown.text
+    trace = corpus_service.trace(task_id)
+    assert [step["name"] for step in trace.steps] == ["retrieve", "answer"]
+    assert trace.result["grounded"] is True
+
+
+def test_embedded_server_runs_the_configured_version(weaviate_target: WeaviateTarget) -> None:
+    client = connect(weaviate_target)
+    try:
+        assert client.get_meta()["version"] == weaviate_target.version
+    finally:
+        client.close()
