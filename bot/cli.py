@@ -324,6 +324,17 @@ def trace(ctx: click.Context, task_id: str, as_json: bool) -> None:
     _json_out(data) if as_json else click.echo(render.detail(data))
 
 
+@cli.command()
+@click.option("--as", "actor", default=lambda: os.environ.get("USER", "you"), help="Who you are in the console.")
+@click.pass_context
+def serve(ctx: click.Context, actor: str) -> None:
+    """Run the bot. Without Slack credentials: a local console speaking the /kb commands."""
+    from bot.console import Console
+
+    with _service(ctx) as service:
+        Console(service, user=actor, stdin=sys.stdin, stdout=sys.stdout).run()
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=os.environ.get("KB_LOG_LEVEL", "WARNING").upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import Update, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -76,6 +76,10 @@ def audit(session: Session, *, actor: str, action: str, subject_type: str, subje
           **detail: Any) -> None:
     session.add(AuditLog(actor=actor, action=action, subject_type=subject_type, subject_id=subject_id,
                          detail=detail))
+
+
+def _rows_updated(session: Session, statement: Update) -> int:
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
 
 
 def _get_proposal(session: Session, proposal_id: int) -> Proposal:
@@ -142,10 +146,7 @@ def _claim(session: Session, proposal: Proposal, status: ProposalStatus, *, expe
     conditions = [col(Proposal.id) == proposal.id, col(Proposal.status) == ProposalStatus.PENDING]
     if expected_revision is not None:
         conditions.append(col(Proposal.revision) == expected_revision)
-    result: CursorResult[Any] = session.execute(  # type: ignore[call-overload]
-        update(Proposal).where(*conditions).values(status=status, updated_at=utcnow())
-    )
-    if result.rowcount != 1:
+    if _rows_updated(session, update(Proposal).where(*conditions).values(status=status, updated_at=utcnow())) != 1:
         session.refresh(proposal)
         _refuse_if_decided(session, proposal)
         raise StaleProposal(
@@ -236,13 +237,13 @@ def _advance_entry(session: Session, proposal: Proposal, entry: Entry, version_n
     else:
         values.update(current_version=version_no, title=proposal.title, tags=proposal.tags,
                       language=proposal.language, review_after=review_after)
-    result: CursorResult[Any] = session.execute(  # type: ignore[call-overload]
+    statement = (
         update(Entry)
         .where(col(Entry.id) == entry.id, col(Entry.current_version) == proposal.base_version,
                col(Entry.status) == EntryStatus.ACTIVE)
         .values(**values)
     )
-    if result.rowcount != 1:
+    if _rows_updated(session, statement) != 1:
         session.refresh(entry)
         raise StaleProposal(
             f"Entry #{entry.id} is at version {entry.current_version} ({entry.status.value}) now, but "
@@ -291,13 +292,13 @@ def edit_proposal(*, session: Session, proposal_id: int, by: str, draft: Draft, 
         values["change_note"] = clean.change_note
     if rebase and proposal.entry_id is not None:
         values["base_version"] = get_entry(session, proposal.entry_id).current_version
-    result: CursorResult[Any] = session.execute(  # type: ignore[call-overload]
+    statement = (
         update(Proposal)
         .where(col(Proposal.id) == proposal_id, col(Proposal.status) == ProposalStatus.PENDING,
                col(Proposal.revision) == proposal.revision)
         .values(**values)
     )
-    if result.rowcount != 1:
+    if _rows_updated(session, statement) != 1:
         session.rollback()
         proposal = _get_proposal(session, proposal_id)
         _refuse_if_decided(session, proposal)

@@ -1,0 +1,155 @@
+"""The `kb` command line as a user runs it: real processes, real SQLite and Weaviate."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from store.weaviate_conn import WeaviateTarget
+
+pytestmark = pytest.mark.weaviate
+KB = [sys.executable, "-m", "bot"]
+
+
+@pytest.fixture
+def kb_env(tmp_path: Path, weaviate_target: WeaviateTarget) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KB_", "ANTHROPIC", "SLACK", "SENTRY"))}
+    env.update(KB_DATA_DIR=str(tmp_path / "data"), KB_WEAVIATE_PORT=str(weaviate_target.port),
+               KB_WEAVIATE_GRPC_PORT=str(weaviate_target.grpc_port),
+               KB_INDEX_NAME="Cli" + "".join(ch for ch in tmp_path.name if ch.isalnum()))
+    return env
+
+
+def kb(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*KB, *args], env=env, input=stdin, capture_output=True, text=True, timeout=300)
+
+
+def test_propose_approve_search_ask_show_trace(kb_env: dict[str, str]) -> None:
+    proposed = kb(kb_env, "propose", "--title", "Runner disk full", "--by", "alice", "--json",
+                  "Jobs fail with 'no space left on device'. Run `docker system prune -af` on the runner.")
+    assert proposed.returncode == 0, proposed.stderr
+    proposal = json.loads(proposed.stdout)
+    assert (proposal["status"], proposal["proposer"]) == ("pending", "alice")
+
+    assert kb(kb_env, "search", "runner disk", "--json").stdout.strip() == json.dumps(
+        {"query": "runner disk", "hits": []})
+
+    own = kb(kb_env, "approve", str(proposal["id"]), "--by", "alice")
+    assert own.returncode == 1 and own.stdout == ""
+    assert own.stderr.strip().startswith("kb: You proposed") and own.stderr.count("\n") == 1
+
+    approved = kb(kb_env, "approve", str(proposal["id"]), "--by", "bob", "--json")
+    assert approved.returncode == 0, approved.stderr
+    decided = json.loads(approved.stdout)
+    assert (decided["status"], decided["version"], decided["indexed"]) == ("approved", 1, True)
+
+    hits = json.loads(kb(kb_env, "search", "no space left on device", "--json").stdout)["hits"]
+    assert hits[0]["entry_id"] == decided["entry_id"] and hits[0]["title"] == "Runner disk full"
+    assert set(hits[0]) >= {"entry_id", "source_ref", "title", "score", "snippet"}
+
+    answer = json.loads(kb(kb_env, "ask", "the runner says no space left on device", "--json").stdout)
+    assert answer["grounded"] is True
+    assert answer["citations"] == [{"entry_id": decided["entry_id"], "source_ref": None,
+                                    "title": "Runner disk full", "version": 1}]
+
+    shown = json.loads(kb(kb_env, "show", str(decided["entry_id"]), "--json").stdout)
+    assert [(h["version"], h["proposed_by"], h["approved_by"]) for h in shown["history"]] == [(1, "alice", "bob")]
+    assert [a["action"] for a in shown["audit"]] == ["proposal.submitted", "proposal.approve_refused",
+                                                      "proposal.approved"]
+
+    trace = json.loads(kb(kb_env, "trace", answer["task_id"], "--json").stdout)
+    assert trace["role"] == "answerer" and [s["name"] for s in trace["steps"]] == ["retrieve", "answer"]
+
+    doctor = kb(kb_env, "doctor", "--json")
+    assert doctor.returncode == 0 and json.loads(doctor.stdout)["clean"] is True
+
+
+def test_import_markdown_folder_as_proposals_then_reject(kb_env: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "runbooks"
+    folder.mkdir()
+    (folder / "disk.md").write_text("# Disk full\n\n## Fix\nPrune images.\n", encoding="utf-8")
+    (folder / "notes.txt").write_text("ignored", encoding="utf-8")
+    imported = json.loads(kb(kb_env, "import", str(folder), "--json").stdout)
+    assert (imported["created"], imported["proposed"]) == (0, 1)
+    pending = json.loads(kb(kb_env, "list", "--proposals", "--json").stdout)
+    assert [(p["title"], p["origin"]) for p in pending] == [("Disk full", "import")]
+    rejected = kb(kb_env, "reject", str(pending[0]["id"]), "--by", "bob", "--reason", "needs steps")
+    assert rejected.returncode == 0, rejected.stderr
+    assert json.loads(kb(kb_env, "list", "--proposals", "--json").stdout) == []
+    assert json.loads(kb(kb_env, "list", "--json").stdout) == []
+
+
+def test_search_reads_queries_from_stdin_one_json_line_each(kb_env: dict[str, str], tmp_path: Path) -> None:
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text(
+        json.dumps({"id": "ops:cache.md", "title": "Cache stampede", "text": "Warm the cache before deploys."})
+        + "\n" + json.dumps({"id": "ops:dns.md", "title": "DNS failures", "text": "Check resolv.conf and CoreDNS."}),
+        encoding="utf-8")
+    assert kb(kb_env, "import", str(corpus), "--approved-by", "eval").returncode == 0
+    result = kb(kb_env, "search", "-", "--json", "-k", "1", stdin="cache stampede\n\ncoredns failing\n")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["query"] for line in lines] == ["cache stampede", "coredns failing"]
+    assert [line["hits"][0]["source_ref"] for line in lines] == ["ops:cache.md", "ops:dns.md"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["approve", "abc", "--by", "bob"], 2, "'abc' is not a valid integer"),
+        (["approve", "7"], 2, "Missing option '--by'"),
+        (["show", "999"], 1, "There is no entry #999"),
+        (["search", "   "], 1, "the question is empty"),
+        (["search", "x", "-k", "500"], 1, "-k must be between 1 and 50"),
+        (["import", "/nonexistent/runbooks"], 1, "does not exist"),
+        (["reject", "1", "--by", "bob", "--reason", "x"], 1, "no proposal #1"),
+        (["list", "--status", "weird"], 1, "--status must be one of"),
+        (["frobnicate"], 2, "No such command 'frobnicate'"),
+    ],
+)
+def test_bad_input_exits_non_zero_with_a_one_line_reason(kb_env: dict[str, str], args: list[str], code: int,
+                                                          message: str) -> None:
+    result = kb(kb_env, *args)
+    assert result.returncode == code
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_bad_jsonl_names_the_line(kb_env: dict[str, str], tmp_path: Path) -> None:
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"id": "a", "text": "fine"}\n{not json\n', encoding="utf-8")
+    result = kb(kb_env, "import", str(broken))
+    assert result.returncode == 1 and "broken.jsonl:2: not valid JSON" in result.stderr
+
+
+def test_bad_configuration_is_one_line(kb_env: dict[str, str]) -> None:
+    result = kb({**kb_env, "KB_KOREAN_TOKENIZER": "klingon"}, "list")
+    assert result.returncode == 1
+    assert result.stderr.startswith("kb: bad configuration: KB_KOREAN_TOKENIZER")
+
+
+def test_every_command_has_help(kb_env: dict[str, str]) -> None:
+    commands = ["import", "search", "ask", "propose", "edit", "approve", "reject", "deprecate", "list", "show",
+                "reindex", "doctor", "sync", "trace", "serve"]
+    for command in commands:
+        result = kb(kb_env, command, "--help")
+        assert result.returncode == 0 and "Usage: kb " + command in result.stdout, command
+
+
+def test_console_drives_the_same_service_through_stdin(kb_env: dict[str, str]) -> None:
+    script = "\n".join([
+        "/kb propose Queue backlog", "Scale the workers to 10 and watch the backlog drain.", ".",
+        "/kb approve 1", "/as bob", "/kb approve 1", "/kb ask the queue backlog keeps growing", "/kb frobnicate",
+        "quit", ""])
+    result = kb(kb_env, "serve", "--as", "alice", stdin=script)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Proposal #1 submitted" in out
+    assert "Sorry: You proposed #1" in out
+    assert "Proposal #1 approved by bob: entry #1 v1. It is searchable now." in out
+    assert "[1] Queue backlog (entry #1 v1)" in out
+    assert "Unknown command 'frobnicate'" in out and "/kb ask <question>" in out
