@@ -325,6 +325,20 @@ def trace(ctx: click.Context, task_id: str, as_json: bool) -> None:
 
 
 @cli.command()
+@json_option
+@click.pass_context
+def gaps(ctx: click.Context, as_json: bool) -> None:
+    """Questions the bot could not answer from approved entries (knowledge gaps), newest first."""
+    with _service(ctx) as service:
+        rows = [{"task_id": t.id, "question": t.input, "asked_by": t.actor, "at": t.started_at.isoformat()}
+                for t in service.knowledge_gaps()]
+    if as_json:
+        _json_out(rows)
+    else:
+        click.echo("\n".join(f"{r['at'][:16]}  {r['asked_by']}: {r['question']}" for r in rows) or "No gaps.")
+
+
+@cli.command()
 @click.option("--as", "actor", default=lambda: os.environ.get("USER", "you"), help="Who you are in the console.")
 @click.pass_context
 def serve(ctx: click.Context, actor: str) -> None:

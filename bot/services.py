@@ -12,7 +12,7 @@ from sqlmodel import col, select
 from bot.config import Settings
 from bot.importer import read_documents
 from bot.retrieval import EntryHit, Retriever
-from bot.roles.answerer import Answer, dont_know, extractive_answer
+from bot.roles.answerer import Answer, extractive_answer
 from bot.tasks import run_task
 from store import lifecycle
 from store.db import Database
@@ -34,6 +34,7 @@ from store.models import (
     ProposalRevision,
     ProposalStatus,
     Task,
+    TaskStatus,
 )
 from store.text import content_hash
 
@@ -137,8 +138,12 @@ class KnowledgeService:
                            "citations": [[c.entry_id, c.version] for c in answer.citations]}
             return answer, task.id
 
-    def dont_know(self, question: str) -> Answer:
-        return dont_know(question)
+    def knowledge_gaps(self, *, limit: int = 50) -> list[Task]:
+        """Questions the bot could not answer from approved entries, newest first."""
+        with self.db.session() as session:
+            asked = session.exec(select(Task).where(Task.role == "answerer", Task.status == TaskStatus.SUCCEEDED)
+                                 .order_by(col(Task.started_at).desc()).limit(limit * 5))
+            return [t for t in asked if t.result.get("grounded") is False][:limit]
 
     def list_entries(self, *, status: EntryStatus | None = EntryStatus.ACTIVE, limit: int = 100) -> list[Entry]:
         with self.db.session() as session:
@@ -207,25 +212,32 @@ class KnowledgeService:
 
     def approve(self, proposal_id: int, *, by: str, sync: bool = True, expected_revision: int | None = None
                 ) -> Decided:
-        try:
-            with self.db.session() as session:
-                result = lifecycle.approve(
-                    session=session, proposal_id=proposal_id, by=by, expected_revision=expected_revision,
-                    allow_self_approval=self.settings.allow_self_approval,
-                    review_interval_days=self.settings.review_interval_days,
-                )
-        except NotAllowed as exc:
-            self._audit_refusal(by, "proposal.approve_refused", proposal_id, str(exc))
-            raise
-        if not sync:
-            return Decided(result, indexed=False)
-        report = self.sync_outbox_safely()
-        return Decided(result, indexed=not report.failed and not report.errors,
-                       index_error=report.errors[0] if report.errors else None)
+        with run_task(self.db, role="approver", command="approve", actor=by, input=f"proposal #{proposal_id}",
+                      plan=["decide", "index"]) as task:
+            try:
+                with task.step("decide"), self.db.session() as session:
+                    result = lifecycle.approve(
+                        session=session, proposal_id=proposal_id, by=by, expected_revision=expected_revision,
+                        allow_self_approval=self.settings.allow_self_approval,
+                        review_interval_days=self.settings.review_interval_days,
+                    )
+            except NotAllowed as exc:
+                self._audit_refusal(by, "proposal.approve_refused", proposal_id, str(exc))
+                raise
+            task.result = {"entry_id": result.entry.id, "version": result.decision.resulting_version}
+            if not sync:
+                return Decided(result, indexed=False)
+            with task.step("index") as step:
+                report = self.sync_outbox_safely()
+                step["applied"] = report.applied
+            task.result["indexed"] = not report.failed and not report.errors
+            return Decided(result, indexed=bool(task.result["indexed"]),
+                           index_error=report.errors[0] if report.errors else None)
 
     def reject(self, proposal_id: int, *, by: str, reason: str, expected_revision: int | None = None
                ) -> Decision:
-        with self.db.session() as session:
+        with run_task(self.db, role="approver", command="reject", actor=by, input=f"proposal #{proposal_id}",
+                      plan=["decide"]) as task, task.step("decide"), self.db.session() as session:
             return lifecycle.reject(session=session, proposal_id=proposal_id, by=by, reason=reason,
                                     expected_revision=expected_revision)
 

@@ -65,6 +65,11 @@ def test_propose_approve_search_ask_show_trace(kb_env: dict[str, str]) -> None:
     trace = json.loads(kb(kb_env, "trace", answer["task_id"], "--json").stdout)
     assert trace["role"] == "answerer" and [s["name"] for s in trace["steps"]] == ["retrieve", "answer"]
 
+    unknown = json.loads(kb(kb_env, "ask", "how do I rotate the kafka consumer offsets", "--json").stdout)
+    assert (unknown["grounded"], unknown["citations"]) == (False, [])
+    gaps = json.loads(kb(kb_env, "gaps", "--json").stdout)
+    assert [g["question"] for g in gaps] == ["how do I rotate the kafka consumer offsets"]
+
     doctor = kb(kb_env, "doctor", "--json")
     assert doctor.returncode == 0 and json.loads(doctor.stdout)["clean"] is True
 
@@ -134,7 +139,7 @@ def test_bad_configuration_is_one_line(kb_env: dict[str, str]) -> None:
 
 def test_every_command_has_help(kb_env: dict[str, str]) -> None:
     commands = ["import", "search", "ask", "propose", "edit", "approve", "reject", "deprecate", "list", "show",
-                "reindex", "doctor", "sync", "trace", "serve"]
+                "reindex", "doctor", "sync", "trace", "serve", "gaps"]
     for command in commands:
         result = kb(kb_env, command, "--help")
         assert result.returncode == 0 and "Usage: kb " + command in result.stdout, command
