@@ -77,7 +77,8 @@ class CachedEmbedder:
                 batch = keys[start : start + 500]
                 for row in session.exec(select(EmbeddingCache).where(col(EmbeddingCache.key).in_(batch))):
                     found[row.key] = np.frombuffer(row.vector, dtype=np.float32)
-        missing = sorted({i for i, k in enumerate(keys) if k not in found}, key=lambda i: len(texts[i]))
+        # Each distinct missing text once, shortest first so batches pad little.
+        missing = sorted({k: i for i, k in enumerate(keys) if k not in found}.values(), key=lambda i: len(texts[i]))
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
         if missing:
@@ -86,8 +87,6 @@ class CachedEmbedder:
             self.seconds += time.perf_counter() - started
             with self.db.session() as session:
                 for i, vector in zip(missing, vectors, strict=True):
-                    if keys[i] in found:
-                        continue
                     found[keys[i]] = vector
                     session.merge(EmbeddingCache(key=keys[i], dim=self.dim, vector=vector.tobytes()))
         return np.stack([found[k] for k in keys]) if keys else np.zeros((0, self.dim), dtype=np.float32)
