@@ -339,14 +339,43 @@ def gaps(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--as", "actor", default=lambda: os.environ.get("USER", "you"), help="Who you are in the console.")
+@click.option("--port", default=3000, show_default=True, help="HTTP mode: the port for /slack/events and /healthz.")
+@click.option("--host", default="0.0.0.0", show_default=True, help="HTTP mode: the address to listen on.")
+@click.option("--as", "actor", default=lambda: os.environ.get("USER", "you"), help="Console: who you are.")
 @click.pass_context
-def serve(ctx: click.Context, actor: str) -> None:
-    """Run the bot. Without Slack credentials: a local console speaking the /kb commands."""
-    from bot.console import Console
-
+def serve(ctx: click.Context, port: int, host: str, actor: str) -> None:
+    """Run the bot: Socket Mode with SLACK_APP_TOKEN, HTTP mode with SLACK_SIGNING_SECRET, else a local console."""
+    settings: Settings = ctx.obj["settings"]
     with _service(ctx) as service:
-        Console(service, user=actor, stdin=sys.stdin, stdout=sys.stdout).run()
+        if settings.slack_app_token is None and settings.slack_signing_secret is None:
+            from bot.console import Console
+
+            _log_to_file(settings.data_dir / "kb.log")  # keep the terminal for the conversation
+            Console(settings, service, user=actor, stdin=sys.stdin, stdout=sys.stdout).run()
+            return
+        from bot.app import create_app
+
+        bolt_app = create_app(settings, service)
+        if settings.slack_app_token is not None:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            SocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value()).start()  # type: ignore[no-untyped-call]
+            return
+        import uvicorn
+
+        from bot.http import create_http_app
+
+        uvicorn.run(create_http_app(bolt_app, service), host=host, port=port, log_level="warning")
+
+
+def _log_to_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -365,6 +394,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except KbError as exc:
         click.echo(f"kb: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:  # a bug or an outage: one line for the user, the traceback in the debug log
+        logging.getLogger("kb").debug("unexpected error", exc_info=exc)
+        click.echo(f"kb: unexpected error: {type(exc).__name__}: {exc} (KB_LOG_LEVEL=DEBUG shows the traceback)",
+                   err=True)
         sys.exit(1)
     if isinstance(code, int) and code:
         sys.exit(code)

@@ -10,11 +10,12 @@ from typing import Any
 from sqlmodel import col, select
 
 from bot.config import Settings
+from bot.home import CitationDetail, HomeSummary, citation_details, home_summary
 from bot.importer import read_documents
 from bot.retrieval import EntryHit, Retriever
-from bot.roles.answerer import Answer, extractive_answer
+from bot.roles.answerer import Answer, Citation, extractive_answer
 from bot.tasks import run_task
-from store import lifecycle
+from store import activity, lifecycle
 from store.db import Database
 from store.embeddings import Embedder
 from store.errors import BadInput, IndexUnavailable, KbError, NotAllowed, NotFound
@@ -87,6 +88,10 @@ class KnowledgeService:
         self._index = index
         self._connect_index = connect_index
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> KnowledgeService:
+        """One shared service per process: Bolt copies the context for lazy listeners, and this must not be."""
+        return self
+
     # --- the derived index, connected on first use --------------------------------------------------
     @property
     def index(self) -> KnowledgeIndex:
@@ -134,7 +139,8 @@ class KnowledgeService:
                 step["entries"] = [[h.entry_id, h.version, round(h.similarity, 4)] for h in hits]
             with task.step("answer", mode="extractive"):
                 answer = extractive_answer(question, hits, min_similarity=self.settings.answer_min_similarity)
-            task.result = {"grounded": answer.grounded, "mode": answer.mode,
+            task.result = {"grounded": answer.grounded, "mode": answer.mode, "language": answer.language,
+                           "degraded": answer.degraded, "answer": answer.text,
                            "citations": [[c.entry_id, c.version] for c in answer.citations]}
             return answer, task.id
 
@@ -244,6 +250,39 @@ class KnowledgeService:
     def withdraw(self, proposal_id: int, *, by: str) -> Proposal:
         with self.db.session() as session:
             return lifecycle.withdraw(session=session, proposal_id=proposal_id, by=by)
+
+    # --- around the knowledge: feedback, approval cards, the home view ---------------------------------
+    def record_feedback(self, task_id: str, *, user: str, helpful: bool) -> None:
+        with self.db.session() as session:
+            activity.record_feedback(session=session, task_id=task_id, user=user, helpful=helpful)
+
+    def record_card(self, proposal_id: int, *, channel: str, ts: str) -> None:
+        with self.db.session() as session:
+            activity.record_card(session=session, proposal_id=proposal_id, channel=channel, ts=ts)
+
+    def record_refusal(self, actor: str, proposal_id: int, reason: str) -> None:
+        self._audit_refusal(actor, "proposal.decide_refused", proposal_id, reason)
+
+    def home(self, *, user: str, is_approver: bool) -> HomeSummary:
+        return home_summary(self.db, user=user, is_approver=is_approver)
+
+    def citations(self, answer: Answer) -> list[CitationDetail]:
+        return citation_details(self.db, answer.citations)
+
+    def answer_for_task(self, task_id: str) -> Answer:
+        """The answer a task gave, as it was given (for sharing it to the channel later)."""
+        task = self.trace(task_id)
+        if task.role != "answerer" or "answer" not in task.result:
+            raise NotFound(f"Task {task_id} is not an answer.")
+        with self.db.session() as session:
+            citations = [
+                Citation(v.entry_id, None, v.title, v.version)
+                for entry_id, version in task.result.get("citations", [])
+                for v in session.exec(select(EntryVersion).where(EntryVersion.entry_id == entry_id,
+                                                                 EntryVersion.version == version))
+            ]
+        return Answer(text=str(task.result["answer"]), citations=citations, grounded=bool(task.result["grounded"]),
+                      language=str(task.result.get("language", "en")), degraded=bool(task.result.get("degraded")))
 
     def _audit_refusal(self, actor: str, action: str, proposal_id: int, reason: str) -> None:
         with self.db.session() as session:

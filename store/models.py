@@ -120,6 +120,9 @@ class Proposal(SQLModel, table=True):
     origin: Origin = _enum(Origin, Origin.COMMAND)
     origin_ref: str | None = None
     change_note: str = ""
+    review_notes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    card_channel: str | None = None
+    card_ts: str | None = None
     status: ProposalStatus = _enum(ProposalStatus, ProposalStatus.PENDING, index=True)
     revision: int = 1
     created_at: datetime = _ts()
@@ -215,3 +218,17 @@ class EmbeddingCache(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=80)
     dim: int
     vector: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class Feedback(SQLModel, table=True):
+    """Helpful / not helpful on an answer, one vote per user per task (a second click changes the vote)."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("task_id", "user", name="uq_feedback_task_user"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: str = Field(foreign_key="tasks.id", index=True, max_length=32)
+    user: str
+    helpful: bool
+    entry_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    at: datetime = _ts()

@@ -145,16 +145,31 @@ def test_every_command_has_help(kb_env: dict[str, str]) -> None:
         assert result.returncode == 0 and "Usage: kb " + command in result.stdout, command
 
 
-def test_console_drives_the_same_service_through_stdin(kb_env: dict[str, str]) -> None:
+def test_console_drives_the_real_app_through_stdin(kb_env: dict[str, str]) -> None:
     script = "\n".join([
         "/kb propose Queue backlog", "Scale the workers to 10 and watch the backlog drain.", ".",
-        "/kb approve 1", "/as bob", "/kb approve 1", "/kb ask the queue backlog keeps growing", "/kb frobnicate",
+        "approve 1",                      # the author may not approve
+        "/as bob",
+        "edit 1", "", "Scale the workers to 12 and watch the <!channel> backlog drain.", ".", "queues",
+        "approve 1",
+        "/kb ask the queue backlog keeps growing",
+        "helpful",
+        "/kb propose Flaky DNS", "Restart CoreDNS.", ".",
+        "reject 2", "Too vague: which cluster?", ".",
+        "/kb pending",
+        "/kb frobnicate",
         "quit", ""])
     result = kb(kb_env, "serve", "--as", "alice", stdin=script)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "Proposal #1 submitted" in out
-    assert "Sorry: You proposed #1" in out
-    assert "Proposal #1 approved by bob: entry #1 v1. It is searchable now." in out
-    assert "[1] Queue backlog (entry #1 v1)" in out
-    assert "Unknown command 'frobnicate'" in out and "/kb ask <question>" in out
+    assert "(#CAPPROVALS) #1: Queue backlog" in out and "[Approve] [Edit] [Reject]" in out
+    assert "You proposed #1, so someone else has to approve it" in out
+    assert "== Edit proposal ==" in out
+    assert ":white_check_mark: Approved by bob" in out and "now entry version v1" in out
+    assert "[1] Queue backlog (entry #1 v1)" in out and "Scale the workers to 12" in out
+    assert "<!channel>" in out  # shown as typed: the card escaped it, so nobody was pinged
+    assert "Thanks, noted." in out
+    assert ":x: Rejected by bob" in out and "Too vague: which cluster?" in out
+    assert "No proposals are waiting for approval." in out
+    assert "I don't know the subcommand `frobnicate`" in out
+    assert "Traceback" not in out + result.stderr

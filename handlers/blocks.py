@@ -1,0 +1,232 @@
+"""Pure Block Kit builders on slack_sdk's models: data in, blocks out, no I/O."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    InputBlock,
+    MarkdownTextObject,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
+
+from bot.home import CitationDetail, HomeSummary
+from bot.roles.answerer import Answer
+from handlers import ids
+from handlers.text import MAX_BLOCKS_MESSAGE, MAX_BLOCKS_MODAL, MAX_INPUT_CHARS, clip, escape, split_text
+from handlers.values import AnswerRef, ProposalRef, encode_answer, encode_proposal
+from store.models import Decision, Entry, Proposal, Task
+
+HELP = (
+    "*kb* answers from approved runbooks, with citations.\n"
+    "• `/kb ask <question>`: an answer citing entry@version, or \"I don't know\"\n"
+    "• `/kb propose <title>` then the text on the next lines: propose an entry for approval\n"
+    "• *Propose to KB* (message shortcut, ⋯ on any message): draft a proposal from the whole thread\n"
+    "• `/kb show <entry id>`: an entry and its history\n"
+    "• `/kb pending`: proposals waiting for approval (approvers)\n"
+    "• `/kb trace <task id>`: what a command did, step by step\n"
+    "• `/kb help`: this message"
+)
+
+
+def _mrkdwn_sections(text: str) -> list[Block]:
+    """Escaped user text as sections of at most 3,000 characters each."""
+    return [SectionBlock(text=MarkdownTextObject(text=clip(escape(piece), 3000)))
+            for piece in split_text(text, 2400)]
+
+
+def _who(user: str) -> str:
+    """A Slack user id becomes a mention; anything else (a CLI user, "kb-import") is shown as text."""
+    return f"<@{user}>" if re.fullmatch(r"[UW][A-Z0-9]{2,}", user) else escape(user)
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d") if value else "never"
+
+
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> ButtonElement:
+    return ButtonElement(text=PlainTextObject(text=text), action_id=action_id, value=value, style=style)
+
+
+def _fit(blocks: list[Block], limit: int = MAX_BLOCKS_MESSAGE) -> list[Block]:
+    """Keep the last block (the buttons) when trimming to Slack's cap."""
+    if len(blocks) <= limit:
+        return blocks
+    note = ContextBlock(elements=[MarkdownTextObject(text="_(shortened to fit Slack; see `/kb show`)_")])
+    return [*blocks[: limit - 2], note, blocks[-1]]
+
+
+def help_blocks(prefix: str = "") -> list[Block]:
+    text = f"{escape(prefix)}\n\n{HELP}" if prefix else HELP
+    return [SectionBlock(text=MarkdownTextObject(text=text))]
+
+
+def progress_blocks(text: str) -> list[Block]:
+    return [ContextBlock(elements=[MarkdownTextObject(text=f":hourglass_flowing_sand: {escape(text)}")])]
+
+
+def citation_line(detail: CitationDetail) -> str:
+    overdue = " :warning: _overdue for re-verification_" if detail.overdue else ""
+    return (f"*{escape(detail.title)}* (entry #{detail.entry_id} v{detail.version}) · approved by "
+            f"{_who(detail.approved_by)} · last verified {_when(detail.approved_at)}{overdue}")
+
+
+def answer_blocks(answer: Answer, details: Sequence[CitationDetail], task_id: str, *, shared: bool = False
+                  ) -> list[Block]:
+    blocks: list[Block] = [*_mrkdwn_sections(answer.text)]
+    if answer.degraded:
+        blocks.insert(0, ContextBlock(elements=[MarkdownTextObject(
+            text=":warning: Degraded answer: the language model was unavailable, so these are quoted passages.")]))
+    if details:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(
+            text=clip("\n".join(f"[{n}] {citation_line(d)}" for n, d in enumerate(details, 1)), 3000))]))
+    value = encode_answer(AnswerRef(task_id))
+    buttons = []
+    if not answer.grounded:
+        buttons.append(_button("Propose an answer", ids.AnswerAction.PROPOSE, value, "primary"))
+    elif not shared:
+        buttons.append(_button("Share to channel", ids.AnswerAction.SHARE, value, "primary"))
+    if answer.grounded:
+        buttons += [_button("Helpful", ids.AnswerAction.HELPFUL, value),
+                    _button("Not helpful", ids.AnswerAction.NOT_HELPFUL, value)]
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"task `{task_id}`")]))
+    if buttons:
+        blocks.append(ActionsBlock(elements=buttons))
+    return _fit(blocks)
+
+
+def card_blocks(proposal: Proposal, *, permalink: str | None, decision: Decision | None = None) -> list[Block]:
+    """The approval card: the draft, who proposed it, where it came from, and the decision buttons."""
+    kind = {"new": "New entry", "update": f"Update of entry #{proposal.entry_id} (from v{proposal.base_version})",
+            "deprecate": f"Deprecation of entry #{proposal.entry_id}"}[proposal.kind.value]
+    source = f" · <{permalink}|source thread>" if permalink else ""
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text=clip(f"#{proposal.id}: {proposal.title}", 150))),
+        ContextBlock(elements=[MarkdownTextObject(
+            text=f"{kind} · proposed by {_who(proposal.proposer)} · revision {proposal.revision}{source}")]),
+        *_mrkdwn_sections(proposal.body)[:40],
+    ]
+    if proposal.tags:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text="tags: " + escape(", ".join(proposal.tags)))]))
+    for note in proposal.review_notes[:3]:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f":mag: {clip(escape(note), 2900)}")]))
+    blocks.append(DividerBlock())
+    if decision is None:
+        value = encode_proposal(ProposalRef(proposal.id or 0, proposal.revision))
+        blocks.append(ActionsBlock(elements=[
+            _button("Approve", ids.ApprovalAction.APPROVE, value, "primary"),
+            _button("Edit", ids.ApprovalAction.EDIT, value),
+            _button("Reject", ids.ApprovalAction.REJECT, value, "danger"),
+        ]))
+    else:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=decision_line(decision))))
+    return _fit(blocks)
+
+
+def decision_line(decision: Decision) -> str:
+    when = decision.decided_at.strftime("%Y-%m-%d %H:%M UTC")
+    if decision.outcome.value == "approved":
+        return (f":white_check_mark: Approved by {_who(decision.decided_by)} at {when}: "
+                f"now entry version v{decision.resulting_version}.")
+    reason = f": {escape(decision.reason)}" if decision.reason else ""
+    return f":x: {decision.outcome.value.capitalize()} by {_who(decision.decided_by)} at {when}{reason}"
+
+
+def _text_input(block_id: str, action_id: str, label: str, initial: str, *, multiline: bool = False,
+                optional: bool = False) -> InputBlock:
+    return InputBlock(
+        block_id=block_id, label=PlainTextObject(text=label), optional=optional,
+        element=PlainTextInputElement(action_id=action_id, multiline=multiline, initial_value=initial or None,
+                                      max_length=MAX_INPUT_CHARS),
+    )
+
+
+def draft_modal(callback_id: str, title: str, *, draft_title: str, body: str, tags: Sequence[str],
+                private_metadata: str, submit: str) -> View:
+    """A modal with the draft's fields; a body longer than one input holds is split across several."""
+    parts = split_text(body, MAX_INPUT_CHARS) or [""]
+    blocks: list[Block] = [_text_input(ids.Block.TITLE, ids.Field.TITLE, "Title", clip(draft_title, 300))]
+    for n, part in enumerate(parts[: MAX_BLOCKS_MODAL - 3]):
+        label = "Problem, symptoms and steps" + (f" (part {n + 1} of {len(parts)})" if len(parts) > 1 else "")
+        blocks.append(_text_input(f"{ids.Block.BODY}_{n}", ids.Field.BODY, label, part, multiline=True,
+                                  optional=n > 0))
+    blocks.append(_text_input(ids.Block.TAGS, ids.Field.TAGS, "Tags (comma-separated)", ", ".join(tags),
+                              optional=True))
+    return View(type="modal", callback_id=callback_id, title=PlainTextObject(text=title),
+                submit=PlainTextObject(text=submit), close=PlainTextObject(text="Cancel"),
+                private_metadata=private_metadata, blocks=blocks)
+
+
+def reject_modal(proposal: Proposal, private_metadata: str) -> View:
+    return View(type="modal", callback_id=ids.View.REJECT, title=PlainTextObject(text="Reject proposal"),
+                submit=PlainTextObject(text="Reject"), close=PlainTextObject(text="Cancel"),
+                private_metadata=private_metadata, blocks=[
+                    SectionBlock(text=MarkdownTextObject(text=f"*#{proposal.id}: {escape(proposal.title)}*")),
+                    _text_input(ids.Block.REASON, ids.Field.REASON, "Why? The proposer will see this.", "",
+                                multiline=True),
+                ])
+
+
+def entry_blocks(entry: Entry, body: str, history: Sequence[tuple[int, str, str, datetime | None]]) -> list[Block]:
+    lines = "\n".join(f"v{v} approved by {_who(by)} on {_when(at)}: {escape(note or 'no note')}"
+                      for v, by, note, at in history)
+    return _fit([
+        HeaderBlock(text=PlainTextObject(text=clip(f"#{entry.id} {entry.title}", 150))),
+        ContextBlock(elements=[MarkdownTextObject(
+            text=f"v{entry.current_version} · {entry.status.value} · owner {_who(entry.owner)} · "
+                 f"review after {_when(entry.review_after)}")]),
+        *_mrkdwn_sections(body)[:40],
+        ContextBlock(elements=[MarkdownTextObject(text=clip(lines or "no history", 3000))]),
+    ])
+
+
+def pending_blocks(proposals: Sequence[Proposal]) -> list[Block]:
+    if not proposals:
+        return [SectionBlock(text=MarkdownTextObject(text="No proposals are waiting for approval."))]
+    lines = [f"• #{p.id} *{escape(p.title)}* by {_who(p.proposer)} ({p.kind.value})" for p in proposals]
+    sections: list[Block] = [SectionBlock(text=MarkdownTextObject(text=clip(piece, 3000)))
+                             for piece in split_text("\n".join(lines), 2900)]
+    return sections[:MAX_BLOCKS_MESSAGE]
+
+
+def trace_blocks(task: Task) -> list[Block]:
+    lines = [f"• {s.get('name')}: {s.get('status')} in {s.get('ms')} ms" for s in task.steps]
+    text = (f"*Task `{task.id}`* · {task.role} · {task.command} by {_who(task.actor)} · "
+            f"{task.status.value} in {task.duration_ms} ms\n*Plan:* {', '.join(task.plan)}\n" + "\n".join(lines))
+    if task.error:
+        text += f"\n*Error:* {escape(task.error)}"
+    return [SectionBlock(text=MarkdownTextObject(text=clip(text, 3000)))]
+
+
+def home_view(summary: HomeSummary) -> View:
+    def listing(title: str, lines: list[str], empty: str) -> list[Block]:
+        body = "\n".join(lines) if lines else f"_{empty}_"
+        return [SectionBlock(text=MarkdownTextObject(text=clip(f"*{title}*\n{body}", 3000)))]
+
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text="Knowledge base")),
+        ContextBlock(elements=[MarkdownTextObject(
+            text=f"{summary.active_entries} approved entries · {summary.pending_proposals} proposals pending · "
+                 f"{summary.answers_7d} questions this week, {summary.grounded_7d} answered from entries")]),
+        DividerBlock(),
+        *listing("Waiting for your approval",
+                 [f"• #{p.id} {escape(p.title)} by {_who(p.proposer)}" for p in summary.waiting_for_me],
+                 "nothing waits for you"),
+        *listing("Your proposals", [f"• #{p.id} {escape(p.title)}: {p.status.value}" for p in summary.my_proposals],
+                 "you have proposed nothing yet"),
+        *listing("Your entries due for re-verification",
+                 [f"• #{e.id} {escape(e.title)} (v{e.current_version}, due {_when(e.review_after)})"
+                  for e in summary.my_due_entries], "none due"),
+    ]
+    return View(type="home", blocks=blocks[:MAX_BLOCKS_MODAL])

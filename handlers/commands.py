@@ -1,0 +1,116 @@
+"""`/kb <subcommand>`: one router maps each subcommand to the role that serves it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import Ack, App, BoltContext, Respond
+
+from bot.services import KnowledgeService
+from handlers import blocks, ids
+from handlers.errors import reports_errors
+from handlers.proposals import post_card
+from store.errors import BadInput
+from store.lifecycle import Draft
+
+MAX_COMMAND_TEXT = 4000
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    role: str
+    progress: str  # what the user sees while the work runs
+    run: Callable[..., None]
+
+
+def _parse(text: str) -> tuple[str, str]:
+    """The subcommand, and the rest with its line breaks kept (a proposal's body needs them)."""
+    parts = text.strip().split(None, 1)
+    return (parts[0].lower() if parts else ""), (parts[1].strip() if len(parts) > 1 else "")
+
+
+def _number(rest: str, what: str) -> int:
+    match = re.fullmatch(r"#?(\d+)", rest.strip())
+    if not match:
+        raise BadInput(f"Give the {what} number, e.g. `/kb {what.split()[0]} 12`.")
+    return int(match.group(1))
+
+
+def ask(service: KnowledgeService, rest: str, user: str, respond: Respond, **_: Any) -> None:
+    if not rest:
+        raise BadInput("Ask something: `/kb ask how do I drain a node?`")
+    answer, task_id = service.ask(rest, actor=user)
+    respond(text=answer.text[:3000], blocks=blocks.answer_blocks(answer, service.citations(answer), task_id),
+            response_type="ephemeral", replace_original=True)
+
+
+def propose(service: KnowledgeService, rest: str, user: str, respond: Respond, client: Any, **_: Any) -> None:
+    title, _newline, body = rest.partition("\n")
+    if not body.strip():
+        raise BadInput("Write the title on the first line and the text below it: `/kb propose Disk full⏎Run ...`")
+    proposal = service.propose(Draft(title=title, body=body), proposer=user)
+    post_card(service, client, proposal)
+    respond(text=f"Proposal #{proposal.id} is waiting for an approver. You will hear back here.",
+            response_type="ephemeral", replace_original=True)
+
+
+def show(service: KnowledgeService, rest: str, respond: Respond, **_: Any) -> None:
+    detail = service.show_entry(_number(rest, "show entry"))
+    current = next(v for v in detail.versions if v.version == detail.entry.current_version)
+    history = [(v.version, v.approved_by, v.change_note, v.approved_at) for v in detail.versions]
+    respond(blocks=blocks.entry_blocks(detail.entry, current.body, history), text=detail.entry.title,
+            response_type="ephemeral", replace_original=True)
+
+
+def pending(service: KnowledgeService, respond: Respond, **_: Any) -> None:
+    respond(blocks=blocks.pending_blocks(service.list_proposals()), text="Pending proposals",
+            response_type="ephemeral", replace_original=True)
+
+
+def trace(service: KnowledgeService, rest: str, respond: Respond, **_: Any) -> None:
+    if not rest:
+        raise BadInput("Give the task id printed under an answer: `/kb trace 3f2a9c1b7d4e`.")
+    respond(blocks=blocks.trace_blocks(service.trace(rest)), text="Task trace", response_type="ephemeral",
+            replace_original=True)
+
+
+ROUTES: dict[str, Subcommand] = {
+    "ask": Subcommand("answerer", "Searching the approved runbooks…", ask),
+    "propose": Subcommand("curator", "Submitting your proposal…", propose),
+    "show": Subcommand("librarian", "Looking it up…", show),
+    "pending": Subcommand("librarian", "Looking it up…", pending),
+    "trace": Subcommand("librarian", "Looking it up…", trace),
+}
+
+
+def ack_command(ack: Ack, command: dict[str, Any]) -> None:
+    """Within Slack's 3 seconds: help and bad input answered at once, slow work shown as in progress."""
+    text = command.get("text") or ""
+    sub, _ = _parse(text)
+    if len(text) > MAX_COMMAND_TEXT:
+        ack(response_type="ephemeral",
+            text=f"That is {len(text):,} characters; keep it under {MAX_COMMAND_TEXT:,}, or use the "
+                 "*Propose to KB* shortcut on a message for long text.")
+    elif sub in ROUTES:
+        ack(response_type="ephemeral", blocks=blocks.progress_blocks(ROUTES[sub].progress),
+            text=ROUTES[sub].progress)
+    else:
+        prefix = f"I don't know the subcommand `{sub}`." if sub and sub != "help" else ""
+        ack(response_type="ephemeral", blocks=blocks.help_blocks(prefix), text="kb help")
+
+
+@reports_errors
+def run_command(command: dict[str, Any], respond: Respond, client: Any, context: BoltContext) -> None:
+    text = command.get("text") or ""
+    sub, rest = _parse(text)
+    route = ROUTES.get(sub)
+    if route is None or len(text) > MAX_COMMAND_TEXT:
+        return
+    route.run(service=context["kb"], rest=rest, user=command["user_id"], respond=respond, client=client)
+
+
+def register(app: App) -> None:
+    app.command(ids.COMMAND)(ack=ack_command, lazy=[run_command])
