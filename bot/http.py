@@ -21,8 +21,12 @@ def create_http_app(bolt_app: App, service: KnowledgeService) -> Starlette:
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             return Response("payload too large", status_code=413)
+        try:
+            bolt_request = to_bolt_request(request, body)
+        except ValueError:  # Bolt parses the body eagerly; a garbled payload is the sender's error
+            return Response("malformed payload: expected Slack's form or JSON body", status_code=400)
         # Bolt's dispatch is synchronous: run it off the event loop so one slow ack blocks no other request.
-        bolt_response = await run_in_threadpool(bolt_app.dispatch, to_bolt_request(request, body))
+        bolt_response = await run_in_threadpool(bolt_app.dispatch, bolt_request)
         return to_starlette_response(bolt_response)
 
     async def healthz(_: Request) -> Response:

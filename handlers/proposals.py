@@ -6,7 +6,7 @@ import logging
 import re
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext, Respond
+from slack_bolt import Ack, App, BoltContext, BoltResponse, Respond
 from slack_sdk import WebClient
 
 from bot.services import KnowledgeService
@@ -60,23 +60,23 @@ def is_approver(service: KnowledgeService, client: WebClient, user: str) -> bool
     return False
 
 
-def require_approver(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient, respond: Respond,
-                     next: Any) -> Any:  # Bolt injects listener middleware's `next` by name
+def require_approver(body: dict[str, Any], context: BoltContext, client: WebClient, respond: Respond,
+                     next: Any) -> BoltResponse | None:  # Bolt injects listener middleware's `next` by name
     """Listener middleware: only approvers get past; anyone else hears why, and the attempt is audited."""
     service: KnowledgeService = context["kb"]
     user = body["user"]["id"]
     if is_approver(service, client, user):
-        return next()
+        next()
+        return None
     action = (body.get("actions") or [{}])[0]
     try:
         proposal_id = decode_proposal(action.get("value", "")).proposal_id
     except BadInput:
         proposal_id = 0
-    ack()
     service.record_refusal(user, proposal_id, "not an approver")
     respond(text=":no_entry: Only approvers can decide proposals (see KB_APPROVERS). Your click was recorded.",
             response_type="ephemeral", replace_original=False)
-    return None
+    return BoltResponse(status=200, body="")  # acknowledged; the listener does not run
 
 
 def ack_only(ack: Ack) -> None:
