@@ -173,3 +173,35 @@ def test_console_drives_the_real_app_through_stdin(kb_env: dict[str, str]) -> No
     assert "No proposals are waiting for approval." in out
     assert "I don't know the subcommand `frobnicate`" in out
     assert "Traceback" not in out + result.stderr
+
+
+def test_serve_in_http_mode_answers_signed_requests(kb_env: dict[str, str]) -> None:
+    import time
+
+    import httpx
+
+    from tests.conftest import free_port
+    from tests.fakes.slack_api import FakeSlackApi
+    from tests.fakes.slack_requests import post, slash_command
+
+    port = free_port()
+    with FakeSlackApi() as fake:
+        env = {**kb_env, "SLACK_SIGNING_SECRET": "s3cret", "SLACK_BOT_TOKEN": "xoxb-test",
+               "KB_SLACK_API_URL": fake.api_url}
+        server = subprocess.Popen([*KB, "serve", "--port", str(port), "--host", "127.0.0.1"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    health = httpx.get(f"http://127.0.0.1:{port}/healthz", trust_env=False)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            assert health.json() == {"ok": True}
+            reply = post(f"http://127.0.0.1:{port}", slash_command("help"), "s3cret")
+            assert reply.status_code == 200 and "/kb ask" in reply.text
+            assert post(f"http://127.0.0.1:{port}", slash_command("help"), "wrong").status_code == 401
+        finally:
+            server.terminate()
+            server.communicate(timeout=30)
