@@ -83,6 +83,13 @@ def test_propose_card_approve_then_ask_finds_it(running: RunningApp) -> None:
                                                    ids.AnswerAction.NOT_HELPFUL}
     assert answer.args["response_type"] == "ephemeral" and answer.args["replace_original"] is True
 
+    click(running, ids.AnswerAction.SHARE, buttons(answer.args["blocks"])[ids.AnswerAction.SHARE], user="UBOB",
+          reply="share")
+    shared = running.fake.wait_for("chat.postMessage", count=3)[-1]
+    assert shared.args["channel"] == APPROVAL_CHANNEL and "entry #1 v1" in all_text(shared.args["blocks"])
+    assert ids.AnswerAction.SHARE not in buttons(shared.args["blocks"])
+    assert running.fake.wait_for("response_url:share")[-1].args.get("delete_original") is True
+
     value = buttons(answer.args["blocks"])[ids.AnswerAction.HELPFUL]
     click(running, ids.AnswerAction.HELPFUL, value, user="UBOB", reply="fb")
     assert "Thanks" in running.fake.wait_for("response_url:fb")[-1].args["text"]
@@ -97,6 +104,19 @@ def test_unknown_answer_says_so_and_offers_to_propose(running: RunningApp) -> No
     assert "I don't know" in all_text(answer.args["blocks"])
     assert set(buttons(answer.args["blocks"])) == {ids.AnswerAction.PROPOSE}
     assert [t.input for t in running.service.knowledge_gaps()] == ["how do I rotate the kafka consumer offsets"]
+
+    click(running, ids.AnswerAction.PROPOSE, buttons(answer.args["blocks"])[ids.AnswerAction.PROPOSE], user="UBOB")
+    modal = running.fake.wait_for("views.open")[-1].args["view"]
+    draft = {b["block_id"]: b["element"].get("initial_value") for b in modal["blocks"] if b["type"] == "input"}
+    assert draft[ids.Block.TITLE] == "how do I rotate the kafka consumer offsets"
+    submission = view_submission(ids.View.PROPOSE, {
+        ids.Block.TITLE: {ids.Field.TITLE: "Rotate Kafka consumer offsets"},
+        f"{ids.Block.BODY}_0": {ids.Field.BODY: "Use kafka-consumer-groups --reset-offsets --to-latest."},
+        ids.Block.TAGS: {ids.Field.TAGS: "kafka"}}, user_id="UBOB", private_metadata=modal["private_metadata"])
+    assert post(running.url, submission, SECRET).status_code == 200
+    card = next(c for c in running.fake.wait_for("chat.postMessage", count=2) if c.args["channel"] == APPROVAL_CHANNEL)
+    assert "Rotate Kafka consumer offsets" in all_text(card.args["blocks"])
+    assert running.service.show_proposal(1).proposal.origin.value == "gap"
 
 
 def test_non_approver_is_refused_and_audited(running: RunningApp) -> None:
