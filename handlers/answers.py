@@ -9,12 +9,9 @@ from slack_sdk import WebClient
 
 from bot.services import KnowledgeService
 from handlers import blocks, ids
+from handlers.acks import ack_only
 from handlers.errors import reports_errors
 from handlers.values import DraftContext, decode_answer, encode_draft_context
-
-
-def ack_only(ack: Ack) -> None:
-    ack()
 
 
 @reports_errors

@@ -11,6 +11,7 @@ from slack_sdk import WebClient
 
 from bot.services import KnowledgeService
 from handlers import blocks, ids
+from handlers.acks import ack_only
 from handlers.errors import reports_errors, user_message
 from handlers.values import ProposalRef, decode_proposal, encode_proposal
 from store.errors import AlreadyDecided, BadInput, KbError, NotAllowed
@@ -77,10 +78,6 @@ def require_approver(body: dict[str, Any], context: BoltContext, client: WebClie
     respond(text=":no_entry: Only approvers can decide proposals (see KB_APPROVERS). Your click was recorded.",
             response_type="ephemeral", replace_original=False)
     return BoltResponse(status=200, body="")  # acknowledged; the listener does not run
-
-
-def ack_only(ack: Ack) -> None:
-    ack()
 
 
 @reports_errors
