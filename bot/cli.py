@@ -155,6 +155,8 @@ def propose(ctx: click.Context, text: str | None, title: str | None, file: Path 
         _json_out(render.proposal_json(proposal))
     else:
         click.echo(f"Proposal #{proposal.id} submitted ({proposal.kind.value}); it waits for an approver.")
+        for note in proposal.review_notes:
+            click.echo(note)
 
 
 @cli.command()

@@ -25,6 +25,7 @@ def proposal_json(proposal: Proposal) -> dict[str, Any]:
     return {"id": proposal.id, "kind": proposal.kind.value, "title": proposal.title,
             "status": proposal.status.value, "proposer": proposal.proposer, "entry_id": proposal.entry_id,
             "base_version": proposal.base_version, "revision": proposal.revision, "origin": proposal.origin.value,
+            "review_notes": proposal.review_notes,
             "created_at": _iso(proposal.created_at)}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from sqlmodel import col, select
 from bot.config import Settings
 from bot.home import CitationDetail, HomeSummary, citation_details, home_summary
 from bot.importer import read_documents
+from bot.redaction import redact, redact_text
 from bot.retrieval import EntryHit, Retriever
 from bot.roles.answerer import Answer, Citation, extractive_answer
 from bot.tasks import run_task
@@ -204,14 +205,19 @@ class KnowledgeService:
     def propose(self, draft: Draft, *, proposer: str, origin: Origin = Origin.COMMAND,
                 origin_ref: str | None = None, kind: ProposalKind = ProposalKind.NEW,
                 entry_id: int | None = None) -> Proposal:
+        draft, kinds = redact_draft(draft)
         with run_task(self.db, role="curator", command="propose", actor=proposer, input=draft.title,
-                      plan=["validate", "store"]) as task, task.step("store"), self.db.session() as session:
+                      plan=["redact", "validate", "store"]) as task, task.step("store"), self.db.session() as session:
             proposal = lifecycle.submit_proposal(session=session, draft=draft, proposer=proposer, origin=origin,
                                                  origin_ref=origin_ref, kind=kind, entry_id=entry_id)
+            if kinds:
+                proposal.review_notes = [redaction_note(kinds)]
+                session.add(proposal)
             task.result = {"proposal_id": proposal.id}
             return proposal
 
     def edit(self, proposal_id: int, draft: Draft, *, by: str, rebase: bool = False) -> Proposal:
+        draft, _ = redact_draft(draft)
         with self.db.session() as session:
             return lifecycle.edit_proposal(session=session, proposal_id=proposal_id, by=by, draft=draft,
                                            rebase=rebase)
@@ -314,8 +320,9 @@ class KnowledgeService:
 
     def _import_one(self, document: Any, *, approved_by: str | None, proposer: str, report: ImportReport
                     ) -> None:
-        draft = Draft(title=document.title, body=document.body, tags=document.tags, language=document.language,
-                      source_ref=document.source_ref, change_note="imported")
+        draft, _ = redact_draft(Draft(title=document.title, body=document.body, tags=document.tags,
+                                      language=document.language, source_ref=document.source_ref,
+                                      change_note="imported"))
         with self.db.session() as session:
             existing = session.exec(select(Entry).where(Entry.source_ref == document.source_ref)).first()
             kind, entry_id = ProposalKind.NEW, None
@@ -371,8 +378,19 @@ class KnowledgeService:
         return report
 
 
+def redact_draft(draft: Draft) -> tuple[Draft, list[str]]:
+    """Secrets never get past here: not into the store, the approval card, the index or a prompt."""
+    title, body = redact(draft.title), redact(draft.body)
+    kinds = sorted(set(title.kinds()) | set(body.kinds()))
+    return replace(draft, title=title.text, body=body.text), kinds
+
+
+def redaction_note(kinds: list[str]) -> str:
+    return f"Redacted before storing: {', '.join(k.replace('_', ' ') for k in kinds)}. Check nothing else leaked."
+
+
 def _clean_query(text: str) -> str:
-    text = " ".join(text.split())
+    text = redact_text(" ".join(text.split()))
     if not text:
         raise BadInput("Ask something: the question is empty.")
     if len(text) > MAX_QUERY_CHARS:

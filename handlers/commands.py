@@ -53,7 +53,8 @@ def propose(service: KnowledgeService, rest: str, user: str, respond: Respond, c
         raise BadInput("Write the title on the first line and the text below it: `/kb propose Disk full⏎Run ...`")
     proposal = service.propose(Draft(title=title, body=body), proposer=user)
     post_card(service, client, proposal)
-    respond(text=f"Proposal #{proposal.id} is waiting for an approver. You will hear back here.",
+    note = f"\n:lock: {proposal.review_notes[0]}" if proposal.review_notes else ""
+    respond(text=f"Proposal #{proposal.id} is waiting for an approver. You will hear back here.{note}",
             response_type="ephemeral", replace_original=True)
 
 

@@ -214,3 +214,16 @@ def test_lifecycle_functions_refuse_without_the_service(sql_service: KnowledgeSe
         proposal = lifecycle.submit_proposal(session=session, draft=DRAFT, proposer="alice")
         result = lifecycle.approve(session=session, proposal_id=proposal.id or 0, by="bob")
         assert result.version is not None and result.version.version == 1
+
+
+def test_secrets_in_a_proposal_are_redacted_before_they_are_stored(sql_service: KnowledgeService) -> None:
+    secret = "Tr0ub4dor&3xyz"
+    token = "xoxb-" + "1234567890-0987654321-" + "AbCdEfGhIjKlMnOpQrStUvWx"
+    draft = Draft(title="DB failover", body=f"Connect as admin; the admin password is {secret}.\nBot token {token}")
+    pid = _propose(sql_service, draft=draft)
+    stored = sql_service.show_proposal(pid).proposal
+    assert secret not in stored.body and token not in stored.body
+    assert "the admin password is [REDACTED:password]" in stored.body and "[REDACTED:slack_token]" in stored.body
+    assert stored.review_notes == ["Redacted before storing: password, slack token. Check nothing else leaked."]
+    with sql_service.db.session() as session:
+        assert all(secret not in str(a.detail) for a in session.exec(select(AuditLog)))
