@@ -40,9 +40,13 @@ class Settings(BaseSettings):
 
     embed_max_chars: int = Field(600, ge=64, description="Characters of each chunk that get embedded.")
     chunk_max_chars: int = Field(1800, ge=200)
-    search_alpha: float = Field(0.5, ge=0.0, le=1.0, description="Hybrid weight: 0 keyword only, 1 vector only.")
+    search_alpha: float = Field(
+        0.65, ge=0.0, le=1.0,
+        description="Vote of the vector list against each keyword list in rank fusion: 0 keyword only, 1 vector only.",
+    )
     answer_min_similarity: float = Field(
-        0.84, ge=0.0, le=1.0, description="Cosine similarity below which the bot says it does not know."
+        0.855, ge=0.0, le=1.0,
+        description="The bot says it does not know when no retrieved passage reaches this cosine similarity.",
     )
 
     allow_self_approval: bool = False

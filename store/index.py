@@ -6,25 +6,38 @@ schema change (a tokenizer, say) never needs an in-place migration.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from weaviate.classes.aggregate import GroupByAggregate
 from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
 from weaviate.classes.data import DataObject
-from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
+from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.client import WeaviateClient
 from weaviate.collections import Collection
 
 from store.errors import IndexUnavailable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: keyword title fields also hold the title with identifiers split into words
 _UUID_NAMESPACE = uuid.UUID("8f4d7a52-44c1-4c8e-9f0b-6f1f2b0a9e11")
 _RETURN_PROPERTIES = [
     "entry_id", "version", "chunk_no", "source_ref", "title", "heading_path", "text", "language", "content_hash",
 ]
+# The keyword fields of each tokenization: English text under the word tokenizer, Korean under the Korean one.
+KEYWORD_FIELDS = {"en": ["title_en^2", "body_en"], "ko": ["title_ko^2", "body_ko"]}
+CENTROID_SAMPLE = 2000
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def split_identifiers(text: str) -> str:
+    """``KubePodCrashLooping`` also as ``Kube Pod Crash Looping``, so a keyword search can match its words."""
+    split = _CAMEL.sub(" ", text)
+    return text if split == text else f"{text} {split}"
 
 
 @dataclass
@@ -45,9 +58,10 @@ class ChunkRecord:
     def uuid(self) -> str:
         return str(uuid.uuid5(_UUID_NAMESPACE, f"{self.entry_id}:{self.version}:{self.chunk_no}"))
 
-    def properties(self) -> dict[str, object]:
+    def properties(self) -> dict[str, Any]:
         korean = self.language == "ko"
         headings = " > ".join(self.heading_path)
+        title = split_identifiers(self.title)
         return {
             "entry_id": self.entry_id,
             "version": self.version,
@@ -60,8 +74,8 @@ class ChunkRecord:
             "tags": self.tags,
             "content_hash": self.content_hash,
             # Searchable copies, each under the tokenizer that suits its language.
-            "title_en": "" if korean else self.title,
-            "title_ko": self.title if korean else "",
+            "title_en": "" if korean else title,
+            "title_ko": title if korean else "",
             "body_en": "" if korean else f"{headings}\n{self.text}",
             "body_ko": f"{headings}\n{self.text}" if korean else "",
         }
@@ -95,6 +109,7 @@ class KnowledgeIndex:
         self.client = client
         self.alias = alias
         self.korean_tokenizer = Tokenization(korean_tokenizer)
+        self._centroids: dict[tuple[str, str, int], np.ndarray] = {}
 
     # --- schema and alias -------------------------------------------------------------------------
     def ensure(self) -> str:
@@ -201,17 +216,29 @@ class KnowledgeIndex:
         self._collection(collection).data.delete_many(where=Filter.by_property("entry_id").equal(entry_id))
 
     # --- reads ------------------------------------------------------------------------------------
-    def search(
-        self, query: str, vector: np.ndarray | None, *, limit: int, alpha: float, collection: str | None = None
-    ) -> list[IndexHit]:
-        """Hybrid (BM25 + vector) chunk search; each hit carries the cosine similarity to the query."""
-        target = self._collection(collection)
-        response = target.query.hybrid(
+    def vector_search(self, vector: np.ndarray, *, limit: int, language: str | None = None,
+                      collection: str | None = None) -> list[IndexHit]:
+        """The chunks nearest to ``vector`` (of one language when given); each carries its cosine similarity."""
+        response = self._collection(collection).query.near_vector(
+            near_vector=vector.tolist(),
+            limit=limit,
+            filters=Filter.by_property("language").equal(language) if language else None,
+            return_metadata=MetadataQuery(distance=True),
+            return_properties=_RETURN_PROPERTIES,
+        )
+        hits = []
+        for obj in response.objects:
+            similarity = 1.0 - float(obj.metadata.distance or 0.0)  # cosine distance is 1 - cosine similarity
+            hits.append(_hit(obj.properties, score=similarity, similarity=similarity))
+        return hits
+
+    def keyword_search(self, query: str, *, fields: str, limit: int, vector: np.ndarray | None = None,
+                       collection: str | None = None) -> list[IndexHit]:
+        """BM25 over the keyword fields of one tokenization (``en`` or ``ko``, see KEYWORD_FIELDS); with a
+        query vector, each hit also carries its cosine similarity to it."""
+        response = self._collection(collection).query.bm25(
             query=query,
-            vector=vector.tolist() if vector is not None else None,
-            alpha=alpha if vector is not None else 0.0,
-            query_properties=["title_en^2", "title_ko^2", "body_en", "body_ko"],
-            fusion_type=HybridFusion.RELATIVE_SCORE,
+            query_properties=KEYWORD_FIELDS[fields],
             limit=limit,
             return_metadata=MetadataQuery(score=True),
             return_properties=_RETURN_PROPERTIES,
@@ -219,26 +246,42 @@ class KnowledgeIndex:
         )
         hits = []
         for obj in response.objects:
-            props = obj.properties
-            similarity = None
             stored = obj.vector.get("default") if obj.vector else None
+            similarity = None
             if vector is not None and stored:
                 similarity = float(np.dot(np.asarray(stored, dtype=np.float32), vector))
-            hits.append(
-                IndexHit(
-                    entry_id=int(props["entry_id"]),  # type: ignore[arg-type]
-                    version=int(props["version"]),  # type: ignore[arg-type]
-                    chunk_no=int(props["chunk_no"]),  # type: ignore[arg-type]
-                    source_ref=str(props.get("source_ref") or ""),
-                    title=str(props["title"]),
-                    heading_path=str(props.get("heading_path") or ""),
-                    text=str(props["text"]),
-                    language=str(props["language"]),
-                    score=float(obj.metadata.score or 0.0),
-                    similarity=similarity,
-                )
-            )
+            hits.append(_hit(obj.properties, score=float(obj.metadata.score or 0.0), similarity=similarity))
         return hits
+
+    def language_counts(self, *, collection: str | None = None) -> dict[str, int]:
+        """How many chunks the index holds in each language."""
+        result = self._collection(collection).aggregate.over_all(
+            group_by=GroupByAggregate(prop="language"), total_count=True
+        )
+        return {str(group.grouped_by.value): int(group.total_count or 0) for group in result.groups
+                if group.total_count}
+
+    def language_centroids(self, *, collection: str | None = None) -> dict[str, np.ndarray]:
+        """The mean chunk vector of each language (from a sample of at most CENTROID_SAMPLE chunks), cached
+        until that language's chunk count changes. Subtracting it removes the pull every multilingual embedder
+        has towards passages in the query's own language."""
+        name = collection or self.ensure()
+        centroids: dict[str, np.ndarray] = {}
+        for language, count in self.language_counts(collection=name).items():
+            key = (name, language, count)
+            if key not in self._centroids:
+                self._centroids[key] = self._mean_vector(name, language)
+            centroids[language] = self._centroids[key]
+        return centroids
+
+    def _mean_vector(self, collection: str, language: str) -> np.ndarray:
+        response = self._collection(collection).query.fetch_objects(
+            filters=Filter.by_property("language").equal(language), limit=CENTROID_SAMPLE,
+            include_vector=True, return_properties=[],
+        )
+        vectors = [obj.vector["default"] for obj in response.objects if obj.vector and obj.vector.get("default")]
+        mean: np.ndarray = np.asarray(vectors, dtype=np.float32).mean(axis=0)
+        return mean
 
     def indexed_entries(self, *, collection: str | None = None) -> dict[int, IndexedEntry]:
         """Every entry the index holds, with its version(s) and content hash: what `kb doctor` compares."""
@@ -261,3 +304,18 @@ class KnowledgeIndex:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _hit(props: Any, *, score: float, similarity: float | None) -> IndexHit:
+    return IndexHit(
+        entry_id=int(props["entry_id"]),
+        version=int(props["version"]),
+        chunk_no=int(props["chunk_no"]),
+        source_ref=str(props.get("source_ref") or ""),
+        title=str(props["title"]),
+        heading_path=str(props.get("heading_path") or ""),
+        text=str(props["text"]),
+        language=str(props["language"]),
+        score=score,
+        similarity=similarity,
+    )

@@ -72,8 +72,14 @@ def key_lines(question: str, passage: str, *, limit: int = 4, max_chars: int = 6
     return shorten(" … ".join(collapse_whitespace(lines[i]) for i in chosen), max_chars)
 
 
+def confidence(hits: list[EntryHit]) -> float:
+    """The best cosine similarity between the question and any retrieved passage. Rank fusion decides the
+    order of the hits, but only the embedding similarity says whether anything is about the question at all."""
+    return max((hit.similarity for hit in hits), default=0.0)
+
+
 def is_confident(hits: list[EntryHit], min_similarity: float) -> bool:
-    return bool(hits) and hits[0].similarity >= min_similarity
+    return bool(hits) and confidence(hits) >= min_similarity
 
 
 def dont_know(question: str, hits: list[EntryHit] | None = None) -> Answer:
@@ -88,6 +94,7 @@ def extractive_answer(question: str, hits: list[EntryHit], *, min_similarity: fl
     language = detect_language(question)
     top = hits[0].score
     chosen = [h for h in hits[:max_passages] if h.similarity >= min_similarity and h.score >= 0.5 * top]
+    chosen = chosen or hits[:1]
     parts = [INTRO[language]]
     citations = []
     for number, hit in enumerate(chosen, start=1):
