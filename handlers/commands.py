@@ -12,8 +12,8 @@ from slack_bolt import Ack, App, BoltContext, Respond
 from bot.services import KnowledgeService
 from handlers import blocks, ids
 from handlers.errors import reports_errors
-from handlers.proposals import post_card
-from store.errors import BadInput
+from handlers.proposals import is_approver, post_card
+from store.errors import BadInput, NotAllowed
 from store.lifecycle import Draft
 
 MAX_COMMAND_TEXT = 4000
@@ -66,7 +66,9 @@ def show(service: KnowledgeService, rest: str, respond: Respond, **_: Any) -> No
             response_type="ephemeral", replace_original=True)
 
 
-def pending(service: KnowledgeService, respond: Respond, **_: Any) -> None:
+def pending(service: KnowledgeService, user: str, respond: Respond, client: Any, **_: Any) -> None:
+    if not is_approver(service, client, user):
+        raise NotAllowed("`/kb pending` is for approvers (KB_APPROVERS); your own proposals are on the App Home tab.")
     respond(blocks=blocks.pending_blocks(service.list_proposals()), text="Pending proposals",
             response_type="ephemeral", replace_original=True)
 

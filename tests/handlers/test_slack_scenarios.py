@@ -282,3 +282,20 @@ def test_app_home_shows_what_needs_the_viewer(running: RunningApp) -> None:
     text = all_text(view.args["view"]["blocks"])
     assert "Waiting for your approval" in text and "#1 Waiting one" in text and "1 proposals pending" in text
 
+
+
+def test_approvers_from_a_user_group(tmp_path: Path, weaviate_target: WeaviateTarget,
+                                     fake_slack: FakeSlackApi) -> None:
+    fake_slack.set_usergroup("S0ONCALL", ["UGROUPIE"])
+    settings = app_settings(tmp_path, f"sqlite:///{tmp_path / 'kb.sqlite3'}", weaviate_target, fake_slack,
+                            approvers="S0ONCALL")
+    for app in serve(settings, fake_slack):
+        refused = command(app, "pending", user=APPROVER, reply="not-member")
+        assert "for approvers" in refused.args["text"]
+        _, card_buttons = propose(app, "Group approval", "Approved by a member of the on-call group.")
+        listed = command(app, "pending", user="UGROUPIE", reply="member")
+        assert "Group approval" in all_text(listed.args["blocks"])
+        click(app, ids.ApprovalAction.APPROVE, card_buttons[ids.ApprovalAction.APPROVE], user="UGROUPIE")
+        assert "Approved by <@UGROUPIE>" in all_text(app.fake.wait_for("chat.update")[-1].args["blocks"])
+        lookups = app.fake.calls_to("usergroups.users.list")
+        assert lookups and all(c.args["usergroup"] == "S0ONCALL" for c in lookups)
