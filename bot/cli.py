@@ -348,6 +348,9 @@ def gaps(ctx: click.Context, as_json: bool) -> None:
 def serve(ctx: click.Context, port: int, host: str, actor: str) -> None:
     """Run the bot: Socket Mode with SLACK_APP_TOKEN, HTTP mode with SLACK_SIGNING_SECRET, else a local console."""
     settings: Settings = ctx.obj["settings"]
+    from bot.telemetry import init_sentry
+
+    init_sentry(settings)
     with _service(ctx) as service:
         if settings.slack_app_token is None and settings.slack_signing_secret is None:
             from bot.console import Console
