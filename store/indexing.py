@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlmodel import col, select
 
 from store.chunking import chunk_markdown
 from store.db import Database
 from store.embeddings import Embedder
-from store.index import ChunkRecord, IndexedEntry, KnowledgeIndex
+from store.index import SCHEMA_VERSION, ChunkRecord, IndexedEntry, KnowledgeIndex
 from store.models import Entry, EntryStatus, EntryVersion, OutboxEvent, utcnow
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ class EntryIndexer:
         self._catch_up_since(started)
         return self.index.count()
 
-    def _catch_up_since(self, started: object) -> None:
+    def _catch_up_since(self, started: datetime) -> None:
         """Entries approved while the rebuild ran may have gone to the old collection: apply them again."""
         with self.db.session() as session:
             changed = set(session.exec(select(OutboxEvent.entry_id).where(col(OutboxEvent.created_at) >= started)))
@@ -191,8 +191,6 @@ class EntryIndexer:
 
     def drift(self) -> DriftReport:
         report = DriftReport()
-        from store.index import SCHEMA_VERSION
-
         report.schema_outdated = self.index.schema_version() not in (None, SCHEMA_VERSION)
         indexed: dict[int, IndexedEntry] = self.index.indexed_entries()
         with self.db.session() as session:
