@@ -46,7 +46,17 @@ class Settings(BaseSettings):
     )
     answer_min_similarity: float = Field(
         0.855, ge=0.0, le=1.0,
-        description="The bot says it does not know when no retrieved passage reaches this cosine similarity.",
+        description="While the index is small (fewer than 200 chunks in a language): the bot says it does not "
+        "know when no retrieved passage reaches this cosine similarity.",
+    )
+    answer_min_relevance: float = Field(
+        0.27, ge=-1.0, le=1.0,
+        description="The bot says it does not know when no retrieved passage reaches this centred cosine "
+        "similarity (measured from each language's centre, see bot/retrieval.py).",
+    )
+    answer_min_relevance_unknown_term: float = Field(
+        0.33, ge=-1.0, le=1.0,
+        description="...and also below this one when the question names a term no approved entry contains.",
     )
 
     allow_self_approval: bool = False

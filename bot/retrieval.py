@@ -9,8 +9,12 @@ Three ranked lists of chunks are fused with weighted reciprocal rank fusion (RRF
   lists: a Korean question's English terms (``etcd``, ``patroni``) still find English runbooks, and neither
   tokenizer's score scale can drown the other.
 
-Each entry keeps its best chunk (by the same fusion at chunk level) as its passage, and its best cosine
-similarity to the query as the confidence signal for "I don't know".
+Each entry keeps its best chunk (by the same fusion at chunk level) as its passage, and its best *centred*
+similarity to the query (``relevance``) as the confidence signal for "I don't know": the chunk vector measured
+from its language's mean chunk vector, the query vector from the mean query vector of its own language
+(estimated by embedding a sample of the index's titles and headings as queries). A multilingual embedder gives
+every text a large language-specific (and query- or passage-specific) component that says nothing about the
+topic; without it the similarity separates "about this" from "about something else" much better.
 """
 
 from __future__ import annotations
@@ -21,10 +25,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from store.embeddings import Embedder
-from store.index import KEYWORD_FIELDS, IndexHit, KnowledgeIndex
-from store.text import shorten
+from store.index import KEYWORD_FIELDS, IndexHit, KnowledgeIndex, LanguageProfile
+from store.text import detect_language, shorten
 
 RRF_K = 60
+HEADING_SAMPLE = 256  # titles and headings per language embedded as queries to find that language's query centre
+# A language's centre is only meaningful over many chunks (over one chunk, that chunk *is* the centre): below
+# this many in any language, confidence falls back to the plain cosine similarity.
+MIN_CENTRE_CHUNKS = 200
+
+
+@dataclass
+class Confidence:
+    """The best similarity of any candidate chunk to the query; ``centred`` tells which scale it is on."""
+
+    value: float
+    centred: bool
 
 
 @dataclass
@@ -39,6 +55,7 @@ class EntryHit:
     heading_path: str
     language: str
     similarity: float
+    relevance: float = 0.0
 
     def as_json(self) -> dict[str, object]:
         return {"entry_id": self.entry_id, "source_ref": self.source_ref or None, "title": self.title,
@@ -57,6 +74,7 @@ class RankedList:
 class _Votes:
     score: float = 0.0
     similarity: float = 0.0
+    relevance: float = -1.0
     chunk_scores: dict[int, float] = field(default_factory=dict)
     chunks: dict[int, IndexHit] = field(default_factory=dict)
 
@@ -76,23 +94,79 @@ class Retriever:
         self.rrf_k = rrf_k
 
     def search(self, query: str, *, k: int = 5) -> list[EntryHit]:
+        return self.search_with_confidence(query, k=k)[0]
+
+    def search_with_confidence(self, query: str, *, k: int = 5) -> tuple[list[EntryHit], Confidence]:
+        """The best ``k`` entries, and the best centred similarity of any candidate chunk: how much anything in
+        the index is about the query at all (the signal for "I don't know")."""
         vector = self.embedder.embed_query(query)
         limit = max(self.candidates, k * 8)
-        lists = [RankedList(self.alpha, self.vector_hits(vector, limit=limit))]
-        lists += [RankedList(1.0 - self.alpha, self.index.keyword_search(query, fields=fields, limit=limit,
-                                                                         vector=vector))
-                  for fields in KEYWORD_FIELDS]
-        return fuse(lists, rrf_k=self.rrf_k)[:k]
+        profiles = self.language_profiles()
+        centres = bool(profiles) and all(p.chunks >= MIN_CENTRE_CHUNKS for p in profiles.values())
+        centred = self.centred_query(query, vector, profiles)
+        lists = [RankedList(self.alpha, self.vector_hits(vector, centred, profiles, limit=limit))]
+        for fields in KEYWORD_FIELDS:
+            hits = self.index.keyword_search(query, fields=fields, limit=limit, vector=vector)
+            for hit in hits:
+                hit.relevance = _relevance(hit, centred, profiles)
+            lists.append(RankedList(1.0 - self.alpha, hits))
+        if centres:
+            best = max((h.relevance for r in lists for h in r.hits if h.relevance is not None), default=-1.0)
+        else:
+            for ranked in lists:
+                for hit in ranked.hits:
+                    hit.relevance = None
+            best = max((h.similarity for r in lists for h in r.hits if h.similarity is not None), default=0.0)
+        return fuse(lists, rrf_k=self.rrf_k)[:k], Confidence(best, centred=centres)
 
-    def vector_hits(self, vector: np.ndarray, *, limit: int) -> list[IndexHit]:
-        """Nearest chunks of every language, each scored relative to its language's centroid."""
+    def language_profiles(self) -> dict[str, LanguageProfile]:
+        """The index's languages, each with its passage centre and (computed here, once) its query centre."""
+        profiles = self.index.language_profiles()
+        for profile in profiles.values():
+            if profile.query_centroid is None:
+                step = max(1, len(profile.headings) // HEADING_SAMPLE)
+                sample = profile.headings[::step][:HEADING_SAMPLE]
+                vectors = self.embedder.embed_queries(sample) if sample else np.zeros((0, len(profile.centroid)))
+                profile.query_centroid = (np.asarray(vectors, dtype=np.float32).mean(axis=0) if len(vectors)
+                                          else np.zeros_like(profile.centroid))
+        return profiles
+
+    @staticmethod
+    def centred_query(query: str, vector: np.ndarray, profiles: dict[str, LanguageProfile]) -> np.ndarray:
+        """The query vector seen from the centre of its language's queries, as a unit vector."""
+        if not profiles:
+            return vector
+        profile = profiles.get(detect_language(query))
+        origin = (profile.query_centroid if profile is not None and profile.query_centroid is not None
+                  else np.mean([p.query_centroid for p in profiles.values() if p.query_centroid is not None], axis=0))
+        return _unit(vector - origin)
+
+    def vector_hits(self, vector: np.ndarray, centred: np.ndarray, profiles: dict[str, LanguageProfile], *,
+                    limit: int) -> list[IndexHit]:
+        """Nearest chunks of every language, ranked by cosine minus the query's similarity to that language's
+        centre (the ranking measured fully from the centres was no better on the benchmark); each also carries
+        its centred similarity, the confidence signal."""
         hits: list[IndexHit] = []
-        for language, centroid in self.index.language_centroids().items():
-            offset = float(np.dot(centroid, vector))
-            for hit in self.index.vector_search(vector, limit=limit, language=language):
+        for language, profile in profiles.items():
+            offset = float(np.dot(profile.centroid, vector))
+            for hit in self.index.vector_search(vector, limit=limit, language=language, include_vector=True):
                 hit.score = (hit.similarity or 0.0) - offset
+                hit.relevance = _relevance(hit, centred, profiles)
                 hits.append(hit)
         return sorted(hits, key=lambda h: h.score, reverse=True)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
+def _relevance(hit: IndexHit, centred_query: np.ndarray, profiles: dict[str, LanguageProfile]) -> float:
+    """Cosine between the chunk vector, seen from its language's centre, and the centred query vector."""
+    profile = profiles.get(hit.language)
+    if hit.vector is None or profile is None:
+        return -1.0
+    return float(np.dot(_unit(hit.vector - profile.centroid), centred_query))
 
 
 def fuse(lists: Sequence[RankedList], *, rrf_k: int = RRF_K) -> list[EntryHit]:
@@ -119,6 +193,8 @@ def _vote(votes: dict[int, _Votes], ranked: RankedList, rrf_k: int) -> None:
             rrf_k + position + 1)
         if hit.similarity is not None:
             entry.similarity = max(entry.similarity, hit.similarity)
+        if hit.relevance is not None:
+            entry.relevance = max(entry.relevance, hit.relevance)
 
 
 def _entry_hit(entry_id: int, votes: _Votes, score: float) -> EntryHit:
@@ -126,5 +202,5 @@ def _entry_hit(entry_id: int, votes: _Votes, score: float) -> EntryHit:
     return EntryHit(
         entry_id=entry_id, version=chunk.version, source_ref=chunk.source_ref, title=chunk.title, score=score,
         snippet=shorten(chunk.text, 300), passage=chunk.text, heading_path=chunk.heading_path,
-        language=chunk.language, similarity=votes.similarity,
+        language=chunk.language, similarity=votes.similarity, relevance=votes.relevance,
     )

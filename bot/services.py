@@ -14,7 +14,7 @@ from bot.home import CitationDetail, HomeSummary, citation_details, home_summary
 from bot.importer import read_documents
 from bot.redaction import redact, redact_text
 from bot.retrieval import EntryHit, Retriever
-from bot.roles.answerer import Answer, Citation, extractive_answer
+from bot.roles.answerer import Answer, Citation, RefusalPolicy, extractive_answer, name_terms
 from bot.tasks import run_task
 from store import activity, lifecycle
 from store.db import Database
@@ -135,11 +135,16 @@ class KnowledgeService:
         question = _clean_query(question)
         with run_task(self.db, role="answerer", command="ask", actor=actor, input=question,
                       plan=["retrieve", "answer"]) as task:
+            policy = RefusalPolicy(min_relevance=self.settings.answer_min_relevance,
+                                   min_relevance_unknown=self.settings.answer_min_relevance_unknown_term,
+                                   min_similarity=self.settings.answer_min_similarity)
             with task.step("retrieve") as step:
-                hits = self.retriever.search(question, k=5)
-                step["entries"] = [[h.entry_id, h.version, round(h.similarity, 4)] for h in hits]
+                hits, best = self.retriever.search_with_confidence(question, k=5)
+                unknown = self.index.unknown_terms(name_terms(question)) if policy.needs_terms(best) else []
+                step["entries"] = [[h.entry_id, h.version, round(h.relevance, 4)] for h in hits]
+                step["confidence"], step["centred"], step["unknown_terms"] = round(best.value, 4), best.centred, unknown
             with task.step("answer", mode="extractive"):
-                answer = extractive_answer(question, hits, min_similarity=self.settings.answer_min_similarity)
+                answer = extractive_answer(question, hits, policy=policy, best=best, unknown_terms=unknown)
             task.result = {"grounded": answer.grounded, "mode": answer.mode, "language": answer.language,
                            "degraded": answer.degraded, "answer": answer.text,
                            "citations": [[c.entry_id, c.version] for c in answer.citations]}

