@@ -216,3 +216,9 @@ def test_embedded_server_runs_the_configured_version(weaviate_target: WeaviateTa
         assert client.get_meta()["version"] == weaviate_target.version
     finally:
         client.close()
+
+
+def test_unknown_terms_are_the_names_no_chunk_mentions(corpus_service: KnowledgeService) -> None:
+    # "kubeadm" appears in this subset only inside a Korean page (its Latin words get a word-tokenized field:
+    # the Korean tokenizer would match pieces of any unknown word); "wireguard" appears nowhere.
+    assert corpus_service.index.unknown_terms(["kubeadm", "wireguard", "kubelet"]) == ["wireguard"]
