@@ -101,9 +101,9 @@ class Retriever:
         the index is about the query at all (the signal for "I don't know")."""
         vector = self.embedder.embed_query(query)
         limit = max(self.candidates, k * 8)
-        profiles = self.language_profiles()
+        profiles = self.index.language_profiles()
         centres = bool(profiles) and all(p.chunks >= MIN_CENTRE_CHUNKS for p in profiles.values())
-        centred = self.centred_query(query, vector, profiles)
+        centred = self.centred_query(query, vector, self.with_query_centres(profiles)) if centres else None
         lists = [RankedList(self.alpha, self.vector_hits(vector, centred, profiles, limit=limit))]
         for fields in KEYWORD_FIELDS:
             hits = self.index.keyword_search(query, fields=fields, limit=limit, vector=vector)
@@ -113,15 +113,11 @@ class Retriever:
         if centres:
             best = max((h.relevance for r in lists for h in r.hits if h.relevance is not None), default=-1.0)
         else:
-            for ranked in lists:
-                for hit in ranked.hits:
-                    hit.relevance = None
             best = max((h.similarity for r in lists for h in r.hits if h.similarity is not None), default=0.0)
         return fuse(lists, rrf_k=self.rrf_k)[:k], Confidence(best, centred=centres)
 
-    def language_profiles(self) -> dict[str, LanguageProfile]:
+    def with_query_centres(self, profiles: dict[str, LanguageProfile]) -> dict[str, LanguageProfile]:
         """The index's languages, each with its passage centre and (computed here, once) its query centre."""
-        profiles = self.index.language_profiles()
         for profile in profiles.values():
             if profile.query_centroid is None:
                 step = max(1, len(profile.headings) // HEADING_SAMPLE)
@@ -141,7 +137,7 @@ class Retriever:
                   else np.mean([p.query_centroid for p in profiles.values() if p.query_centroid is not None], axis=0))
         return _unit(vector - origin)
 
-    def vector_hits(self, vector: np.ndarray, centred: np.ndarray, profiles: dict[str, LanguageProfile], *,
+    def vector_hits(self, vector: np.ndarray, centred: np.ndarray | None, profiles: dict[str, LanguageProfile], *,
                     limit: int) -> list[IndexHit]:
         """Nearest chunks of every language, ranked by cosine minus the query's similarity to that language's
         centre (the ranking measured fully from the centres was no better on the benchmark); each also carries
@@ -161,9 +157,13 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / norm if norm > 0 else vector
 
 
-def _relevance(hit: IndexHit, centred_query: np.ndarray, profiles: dict[str, LanguageProfile]) -> float:
-    """Cosine between the chunk vector, seen from its language's centre, and the centred query vector."""
+def _relevance(hit: IndexHit, centred_query: np.ndarray | None, profiles: dict[str, LanguageProfile]
+               ) -> float | None:
+    """Cosine between the chunk vector, seen from its language's centre, and the centred query vector (None
+    while the index is too small for centres)."""
     profile = profiles.get(hit.language)
+    if centred_query is None:
+        return None
     if hit.vector is None or profile is None:
         return -1.0
     return float(np.dot(_unit(hit.vector - profile.centroid), centred_query))
