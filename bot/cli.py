@@ -17,12 +17,14 @@ from pydantic import ValidationError
 from bot import render
 from bot.config import Settings
 from bot.services import KnowledgeService
+from bot.tasks import TaskIdFilter
 from bot.wiring import build_service
 from store.errors import KbError
 from store.lifecycle import Draft
 from store.models import EntryStatus, ProposalKind, ProposalStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [task %(task_id)s]: %(message)s"
 
 
 def _json_out(data: Any) -> None:
@@ -379,13 +381,16 @@ def _log_to_file(path: Path) -> None:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(TaskIdFilter())
     root.addHandler(handler)
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=os.environ.get("KB_LOG_LEVEL", "WARNING").upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format=LOG_FORMAT)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(TaskIdFilter())
     try:
         code = cli.main(args=argv, prog_name="kb", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = Field(
         None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "KB_ANTHROPIC_BASE_URL")
     )
+    anthropic_model: str = Field("claude-sonnet-5-5", description="Claude model of the Answerer and the Curator.")
+    anthropic_small_model: str = Field("claude-haiku-5-5", description="Claude model of the Reviewer.")
+    llm_timeout_seconds: float = Field(30.0, gt=0, description="Per attempt; the SDK retries before the fallback.")
+    llm_max_retries: int = Field(2, ge=0, le=10, description="The anthropic SDK's retries (429, 529, 5xx, timeouts).")
+    answer_max_passages: int = Field(5, ge=1, le=20, description="Passages the Answerer may give Claude.")
+    duplicate_min_similarity: float = Field(
+        0.93, ge=0.0, le=1.0, description="Reviewer: a draft this similar (cosine) to an entry is a near-duplicate."
+    )
     sentry_dsn: SecretStr | None = Field(None, validation_alias=AliasChoices("SENTRY_DSN", "KB_SENTRY_DSN"))
     slack_bot_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "KB_SLACK_BOT_TOKEN")

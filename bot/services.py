@@ -14,7 +14,12 @@ from bot.home import CitationDetail, HomeSummary, citation_details, home_summary
 from bot.importer import read_documents
 from bot.redaction import redact, redact_text
 from bot.retrieval import EntryHit, Retriever
-from bot.roles.answerer import Answer, Citation, extractive_answer
+from bot.roles import curator, reviewer
+from bot.roles.answerer import Answer, Citation, TextListener, claude_answer, dont_know, extractive_answer, is_confident
+from bot.roles.curator import Curated, Source
+from bot.roles.llm import Claude, LlmUnavailable
+from bot.roles.registry import ROLES
+from bot.roles.reviewer import Candidate, DraftUnderReview, Review
 from bot.tasks import run_task
 from store import activity, lifecycle
 from store.db import Database
@@ -82,10 +87,11 @@ class Decided:
 
 class KnowledgeService:
     def __init__(self, *, settings: Settings, db: Database, index: KnowledgeIndex | None,
-                 embedder: Embedder, connect_index: Any = None) -> None:
+                 embedder: Embedder, connect_index: Any = None, claude: Claude | None = None) -> None:
         self.settings = settings
         self.db = db
         self.embedder = embedder
+        self.claude = claude  # None: every role runs its deterministic fallback
         self._index = index
         self._connect_index = connect_index
 
@@ -113,6 +119,8 @@ class KnowledgeService:
         return Retriever(index=self.index, embedder=self.embedder, alpha=self.settings.search_alpha)
 
     def close(self) -> None:
+        if self.claude is not None:
+            self.claude.close()
         if self._index is not None:
             self._index.close()
             self._index = None
@@ -130,20 +138,40 @@ class KnowledgeService:
                 step["entries"] = [h.entry_id for h in hits]
             return hits
 
-    def ask(self, question: str, *, actor: str = "cli") -> tuple[Answer, str]:
-        """An answer only from approved entries, with citations, or "I don't know". Returns it and the task id."""
+    def ask(self, question: str, *, actor: str = "cli", on_text: TextListener | None = None) -> tuple[Answer, str]:
+        """An answer only from approved entries, with citations, or "I don't know". Returns it and the task id.
+        With Claude, ``on_text`` receives the growing answer while it is written (once it cites something)."""
         question = _clean_query(question)
-        with run_task(self.db, role="answerer", command="ask", actor=actor, input=question,
+        role = ROLES["answerer"]
+        with run_task(self.db, role=role.name, command="ask", actor=actor, input=question,
                       plan=["retrieve", "answer"]) as task:
             with task.step("retrieve") as step:
-                hits = self.retriever.search(question, k=5)
+                hits = self.retriever.search(question, k=max(5, role.passages(self.settings)))
                 step["entries"] = [[h.entry_id, h.version, round(h.similarity, 4)] for h in hits]
-            with task.step("answer", mode="extractive"):
-                answer = extractive_answer(question, hits, min_similarity=self.settings.answer_min_similarity)
+            with task.step("answer") as step:
+                answer = self._answer(question, hits, step, on_text)
             task.result = {"grounded": answer.grounded, "mode": answer.mode, "language": answer.language,
                            "degraded": answer.degraded, "answer": answer.text,
-                           "citations": [[c.entry_id, c.version] for c in answer.citations]}
+                           "citations": [[c.entry_id, c.version] for c in answer.citations],
+                           **{k: step[k] for k in ("model", "input_tokens", "output_tokens") if k in step}}
             return answer, task.id
+
+    def _answer(self, question: str, hits: list[EntryHit], step: dict[str, Any],
+                on_text: TextListener | None) -> Answer:
+        minimum = self.settings.answer_min_similarity
+        if not is_confident(hits, minimum):
+            step["mode"] = "refused: weak retrieval"
+            return dont_know(question, hits)
+        if self.claude is not None:
+            try:
+                answer = claude_answer(self.claude, ROLES["answerer"], question, hits, record=step, on_text=on_text)
+                step["mode"] = "claude" if answer.grounded else "refused: no citation"
+                return answer
+            except LlmUnavailable:
+                step["mode"] = "extractive (fallback)"
+                return extractive_answer(question, hits, min_similarity=minimum, degraded=True)
+        step["mode"] = "extractive"
+        return extractive_answer(question, hits, min_similarity=minimum)
 
     def knowledge_gaps(self, *, limit: int = 50) -> list[Task]:
         """Questions the bot could not answer from approved entries, newest first."""
@@ -202,25 +230,95 @@ class KnowledgeService:
             return task
 
     # --- the lifecycle --------------------------------------------------------------------------------
+    def draft(self, source: Source, *, actor: str) -> Curated:
+        """The Curator's draft of a thread or note, for the proposer to preview; nothing is stored but the task."""
+        source = redact_source(source)
+        role = ROLES["curator"]
+        with run_task(self.db, role=role.name, command="draft", actor=actor, input=source.transcript(),
+                      plan=["redact", "draft"]) as task, task.step("draft") as step:
+            curated = curator.curate(self.claude, role, source, record=step)
+            curated.draft, kinds = redact_draft(curated.draft)
+            if kinds:
+                curated.notes.insert(0, redaction_note(kinds))
+            task.result = {"mode": curated.mode, "degraded": curated.degraded, "title": curated.draft.title}
+            return curated
+
+    def propose_note(self, source: Source, *, proposer: str, origin: Origin = Origin.COMMAND,
+                     origin_ref: str | None = None) -> Proposal:
+        """``/kb propose``: the Curator drafts, the draft is stored as a proposal, and the Reviewer checks it."""
+        curated = self.draft(source, actor=proposer)
+        return self.propose(curated.draft, proposer=proposer, origin=origin, origin_ref=origin_ref,
+                            notes=curated.notes)
+
     def propose(self, draft: Draft, *, proposer: str, origin: Origin = Origin.COMMAND,
                 origin_ref: str | None = None, kind: ProposalKind = ProposalKind.NEW,
-                entry_id: int | None = None) -> Proposal:
+                entry_id: int | None = None, notes: list[str] | None = None, review: bool = True) -> Proposal:
+        """Store a proposal; the Reviewer annotates it before any card is posted (``review=False`` leaves that
+        to a later ``review_proposal``, for callers that must answer Slack first)."""
         draft, kinds = redact_draft(draft)
         with run_task(self.db, role="curator", command="propose", actor=proposer, input=draft.title,
-                      plan=["redact", "validate", "store"]) as task, task.step("store"), self.db.session() as session:
+                      plan=["redact", "store"]) as task, task.step("store"), self.db.session() as session:
             proposal = lifecycle.submit_proposal(session=session, draft=draft, proposer=proposer, origin=origin,
                                                  origin_ref=origin_ref, kind=kind, entry_id=entry_id)
-            if kinds:
-                proposal.review_notes = [redaction_note(kinds)]
-                session.add(proposal)
+            proposal.review_notes = ([redaction_note(kinds)] if kinds else []) + list(notes or [])
+            session.add(proposal)
+            session.flush()
             task.result = {"proposal_id": proposal.id}
-            return proposal
+        if review:
+            self.review_proposal(proposal.id or 0)
+            return self.show_proposal(proposal.id or 0).proposal
+        return proposal
 
-    def edit(self, proposal_id: int, draft: Draft, *, by: str, rebase: bool = False) -> Proposal:
+    def review_proposal(self, proposal_id: int) -> Review:
+        """The Reviewer's findings on a pending proposal, stored on it for the approval card."""
+        role = ROLES["reviewer"]
+        current = self.show_proposal(proposal_id).proposal
+        under_review = DraftUnderReview(title=current.title, body=current.body, kind=current.kind.value,
+                                        entry_id=current.entry_id)
+        with run_task(self.db, role=role.name, command="review", actor="kb-reviewer",
+                      input=f"proposal #{proposal_id} revision {current.revision}",
+                      plan=["candidates", "review", "annotate"]) as task:
+            with task.step("candidates") as step:
+                candidates = self._candidates(under_review, limit=role.max_passages, record=step)
+            with task.step("review") as step:
+                found = reviewer.review(self.claude, role, under_review, candidates, record=step,
+                                        duplicate_min_similarity=self.settings.duplicate_min_similarity)
+            with task.step("annotate"), self.db.session() as session:
+                row = session.get(Proposal, proposal_id)
+                if row is not None and row.revision == current.revision:
+                    row.review = {**found.as_json(), "task_id": task.id, "revision": current.revision,
+                                  "notes": found.notes()}
+                    session.add(row)
+            task.result = found.as_json()
+            return found
+
+    def _candidates(self, draft: DraftUnderReview, *, limit: int, record: dict[str, Any]) -> list[Candidate]:
+        """Approved entries nearest the draft, by the cosine of the draft (embedded like an indexed chunk) and
+        each entry's nearest chunk. The index being down leaves the review to its rules, not the proposal lost."""
+        text = f"{draft.title}\n{draft.body}"[: self.settings.embed_max_chars]
+        try:
+            vector = self.embedder.embed_passages([text])[0]
+            hits = self.index.vector_search(vector, limit=limit * 6)
+        except KbError as exc:
+            record["error"] = str(exc)
+            return []
+        best: dict[int, Candidate] = {}
+        for hit in hits:
+            if hit.entry_id not in best:
+                best[hit.entry_id] = Candidate(hit.entry_id, hit.version, hit.title, hit.similarity or 0.0, hit.text)
+        return list(best.values())[:limit]
+
+    def edit(self, proposal_id: int, draft: Draft, *, by: str, rebase: bool = False, review: bool = True
+             ) -> Proposal:
+        """A new revision of a pending proposal; the Reviewer looks at the new text again."""
         draft, _ = redact_draft(draft)
         with self.db.session() as session:
-            return lifecycle.edit_proposal(session=session, proposal_id=proposal_id, by=by, draft=draft,
-                                           rebase=rebase)
+            edited = lifecycle.edit_proposal(session=session, proposal_id=proposal_id, by=by, draft=draft,
+                                             rebase=rebase)
+        if review:
+            self.review_proposal(proposal_id)
+            return self.show_proposal(proposal_id).proposal
+        return edited
 
     def approve(self, proposal_id: int, *, by: str, sync: bool = True, expected_revision: int | None = None
                 ) -> Decided:
@@ -383,6 +481,12 @@ def redact_draft(draft: Draft) -> tuple[Draft, list[str]]:
     title, body = redact(draft.title), redact(draft.body)
     kinds = sorted(set(title.kinds()) | set(body.kinds()))
     return replace(draft, title=title.text, body=body.text), kinds
+
+
+def redact_source(source: Source) -> Source:
+    """A thread or note with its secrets redacted, before the Curator or anyone else reads it."""
+    return replace(source, messages=tuple(replace(m, text=redact_text(m.text)) for m in source.messages),
+                   title_hint=redact_text(source.title_hint))
 
 
 def redaction_note(kinds: list[str]) -> str:

@@ -15,6 +15,15 @@ from store.models import Task, TaskStatus, utcnow
 
 log = logging.getLogger(__name__)
 current_task_id: ContextVar[str | None] = ContextVar("current_task_id", default=None)
+current_task_labels: ContextVar[dict[str, str]] = ContextVar("current_task_labels", default={})  # noqa: B039
+
+
+class TaskIdFilter(logging.Filter):
+    """Puts the running task's id (or ``-``) on every log record, for the formatter's ``%(task_id)s``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.task_id = current_task_id.get() or "-"
+        return True
 
 
 class TaskRun:
@@ -68,6 +77,7 @@ def run_task(db: Database, *, role: str, command: str, actor: str, input: str, p
         session.add(task)
     run = TaskRun(db, task)
     token = current_task_id.set(task.id)
+    labels = current_task_labels.set({"task_id": task.id, "role": role, "command": command})
     try:
         yield run
     except BaseException as exc:
@@ -76,4 +86,5 @@ def run_task(db: Database, *, role: str, command: str, actor: str, input: str, p
     else:
         run._save(TaskStatus.SUCCEEDED, None)
     finally:
+        current_task_labels.reset(labels)
         current_task_id.reset(token)

@@ -121,6 +121,7 @@ class Proposal(SQLModel, table=True):
     origin_ref: str | None = None
     change_note: str = ""
     review_notes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    review: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # the Reviewer's
     card_channel: str | None = None
     card_ts: str | None = None
     status: ProposalStatus = _enum(ProposalStatus, ProposalStatus.PENDING, index=True)
