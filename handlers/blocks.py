@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -38,6 +39,12 @@ HELP = (
     "• `/kb trace <task id>`: what a command did, step by step\n"
     "• `/kb help`: this message"
 )
+
+
+DEGRADED_NOTE = (":warning: Degraded answer: the language model was unavailable, so these are the key lines of "
+                 "the approved passages, quoted.")
+REVIEW_ICONS = {"update": ":arrows_counterclockwise:", "duplicate": ":twisted_rightwards_arrows:",
+                "contradiction": ":warning:", "risky": ":rotating_light:", "stale": ":hourglass:"}
 
 
 def _mrkdwn_sections(text: str) -> list[Block]:
@@ -86,8 +93,7 @@ def answer_blocks(answer: Answer, details: Sequence[CitationDetail], task_id: st
                   ) -> list[Block]:
     blocks: list[Block] = [*_mrkdwn_sections(answer.text)]
     if answer.degraded:
-        blocks.insert(0, ContextBlock(elements=[MarkdownTextObject(
-            text=":warning: Degraded answer: the language model was unavailable, so these are quoted passages.")]))
+        blocks.insert(0, ContextBlock(elements=[MarkdownTextObject(text=DEGRADED_NOTE)]))
     if details:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(
             text=clip("\n".join(f"[{n}] {citation_line(d)}" for n, d in enumerate(details, 1)), 3000))]))
@@ -121,6 +127,7 @@ def card_blocks(proposal: Proposal, *, permalink: str | None, decision: Decision
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text="tags: " + escape(", ".join(proposal.tags)))]))
     for note in proposal.review_notes[:3]:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f":mag: {clip(escape(note), 2900)}")]))
+    blocks += review_blocks(proposal.review)
     blocks.append(DividerBlock())
     if decision is None:
         value = encode_proposal(ProposalRef(proposal.id or 0, proposal.revision))
@@ -132,6 +139,34 @@ def card_blocks(proposal: Proposal, *, permalink: str | None, decision: Decision
     else:
         blocks.append(SectionBlock(text=MarkdownTextObject(text=decision_line(decision))))
     return _fit(blocks)
+
+
+def review_blocks(review: dict[str, Any]) -> list[Block]:
+    """The Reviewer's findings on the card: what the approver should check. The Reviewer never decides."""
+    if not review:
+        return [ContextBlock(elements=[MarkdownTextObject(text=":grey_question: Not reviewed yet.")])]
+    who = "Reviewer" if review.get("mode") == "claude" else "Reviewer (similarity check only)"
+    findings = review.get("findings") or []
+    if not findings:
+        lines = [f":white_check_mark: *{who}:* no near-duplicate, contradiction or risky content found."]
+    else:
+        lines = [f"*{who}:*"] + [f"{REVIEW_ICONS.get(f.get('kind', ''), ':mag:')} {escape(str(f.get('text', '')))}"
+                                 for f in findings[:8]]
+    return [SectionBlock(text=MarkdownTextObject(text=clip("\n".join(lines), 3000)))]
+
+
+def streaming_blocks(text: str) -> list[Block]:
+    """An answer still being written: shown as it grows, citations and buttons come with the final version."""
+    return [*_mrkdwn_sections(text)[:20],
+            ContextBlock(elements=[MarkdownTextObject(text=":writing_hand: writing…")])]
+
+
+def drafting_modal(title: str) -> View:
+    """Shown at once while the Curator drafts (Slack allows 3 s to open a modal; drafting takes longer)."""
+    return View(type="modal", callback_id=ids.View.DRAFTING, title=PlainTextObject(text=title),
+                close=PlainTextObject(text="Cancel"), blocks=[
+                    SectionBlock(text=MarkdownTextObject(text=":hourglass_flowing_sand: The Curator is drafting an "
+                                                         "entry from this thread…"))])
 
 
 def decision_line(decision: Decision) -> str:
@@ -153,11 +188,14 @@ def _text_input(block_id: str, action_id: str, label: str, initial: str, *, mult
 
 
 def draft_modal(callback_id: str, title: str, *, draft_title: str, body: str, tags: Sequence[str],
-                private_metadata: str, submit: str) -> View:
-    """A modal with the draft's fields; a body longer than one input holds is split across several."""
+                private_metadata: str, submit: str, notes: Sequence[str] = ()) -> View:
+    """A modal with the draft's fields; a body longer than one input holds is split across several. Notes (what
+    the Curator could not vouch for, what was redacted) come first, for the proposer to check."""
     parts = split_text(body, MAX_INPUT_CHARS) or [""]
-    blocks: list[Block] = [_text_input(ids.Block.TITLE, ids.Field.TITLE, "Title", clip(draft_title, 300))]
-    for n, part in enumerate(parts[: MAX_BLOCKS_MODAL - 3]):
+    blocks: list[Block] = [ContextBlock(elements=[MarkdownTextObject(text=f":mag: {clip(escape(note), 2900)}")])
+                           for note in notes[:2]]
+    blocks.append(_text_input(ids.Block.TITLE, ids.Field.TITLE, "Title", clip(draft_title, 300)))
+    for n, part in enumerate(parts[: MAX_BLOCKS_MODAL - 5]):
         label = "Problem, symptoms and steps" + (f" (part {n + 1} of {len(parts)})" if len(parts) > 1 else "")
         blocks.append(_text_input(f"{ids.Block.BODY}_{n}", ids.Field.BODY, label, part, multiline=True,
                                   optional=n > 0))

@@ -26,6 +26,7 @@ class Shortcut(StrEnum):
 
 class View(StrEnum):
     PROPOSE = "propose_modal"
+    DRAFTING = "drafting_modal"
     EDIT = "edit_modal"
     REJECT = "reject_modal"
 
