@@ -238,8 +238,24 @@ def pending_blocks(proposals: Sequence[Proposal]) -> list[Block]:
     return sections[:MAX_BLOCKS_MESSAGE]
 
 
+def _step_detail(step: dict[str, Any]) -> str:
+    """What a step used and decided: its mode, model and tokens, the entries it retrieved, and any error."""
+    parts = []
+    if step.get("mode"):
+        parts.append(str(step["mode"]))
+    if step.get("model"):
+        parts.append(f"{step['model']} ({step.get('input_tokens', 0)} in / {step.get('output_tokens', 0)} out tokens)")
+    if step.get("entries"):
+        parts.append("entries " + ", ".join(f"#{e[0]}@v{e[1]}" if isinstance(e, list) else f"#{e}"
+                                            for e in step["entries"][:8]))
+    for key in ("llm_error", "error"):
+        if step.get(key):
+            parts.append(f"{key.replace('_', ' ')}: {escape(str(step[key]))}")
+    return f" · {' · '.join(parts)}" if parts else ""
+
+
 def trace_blocks(task: Task) -> list[Block]:
-    lines = [f"• {s.get('name')}: {s.get('status')} in {s.get('ms')} ms" for s in task.steps]
+    lines = [f"• {s.get('name')}: {s.get('status')} in {s.get('ms')} ms{_step_detail(s)}" for s in task.steps]
     text = (f"*Task `{task.id}`* · {task.role} · {task.command} by {_who(task.actor)} · "
             f"{task.status.value} in {task.duration_ms} ms\n*Plan:* {', '.join(task.plan)}\n" + "\n".join(lines))
     if task.error:

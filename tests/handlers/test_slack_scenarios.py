@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -148,7 +148,8 @@ def test_edit_then_stale_button_then_approve_the_new_revision(running: RunningAp
     modal = running.fake.wait_for("views.open")[-1].args["view"]
     inputs = {b["block_id"]: b["element"].get("initial_value") for b in modal["blocks"] if b["type"] == "input"}
     # Without a model, the Curator keeps the text and gives it a heading.
-    assert inputs[ids.Block.TITLE] == "Cache stampede" and inputs[f"{ids.Block.BODY}_0"] == "## Problem\nWarm the cache."
+    assert inputs[ids.Block.TITLE] == "Cache stampede"
+    assert inputs[f"{ids.Block.BODY}_0"] == "## Problem\nWarm the cache."
 
     submission = view_submission(ids.View.EDIT, {
         ids.Block.TITLE: {ids.Field.TITLE: "Cache stampede after deploys"},
