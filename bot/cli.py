@@ -157,8 +157,19 @@ def propose(ctx: click.Context, text: str | None, title: str | None, file: Path 
         _json_out(render.proposal_json(proposal))
     else:
         click.echo(f"Proposal #{proposal.id} submitted ({proposal.kind.value}); it waits for an approver.")
-        for note in proposal.review_notes:
+        for note in [*proposal.review_notes, *proposal.review.get("notes", [])]:
             click.echo(note)
+
+
+@cli.command()
+@click.argument("proposal_id", type=int)
+@json_option
+@click.pass_context
+def review(ctx: click.Context, proposal_id: int, as_json: bool) -> None:
+    """Run the Reviewer on a pending proposal again: near-duplicates, contradictions, risky or stale content."""
+    with _service(ctx) as service:
+        found = service.review_proposal(proposal_id)
+    _json_out(found.as_json()) if as_json else click.echo("\n".join(found.notes()))
 
 
 @cli.command()

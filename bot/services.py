@@ -273,6 +273,8 @@ class KnowledgeService:
         """The Reviewer's findings on a pending proposal, stored on it for the approval card."""
         role = ROLES["reviewer"]
         current = self.show_proposal(proposal_id).proposal
+        if current.status != ProposalStatus.PENDING:
+            raise BadInput(f"Proposal #{proposal_id} is {current.status.value}; only pending proposals are reviewed.")
         under_review = DraftUnderReview(title=current.title, body=current.body, kind=current.kind.value,
                                         entry_id=current.entry_id)
         with run_task(self.db, role=role.name, command="review", actor="kb-reviewer",

@@ -236,3 +236,16 @@ def test_kb_ask_uses_claude_when_the_key_is_set(kb_env: dict[str, str]) -> None:
     step = trace["steps"][1]
     assert (step["mode"], step["model"], step["input_tokens"], step["output_tokens"]) == (
         "claude", "claude-opus-5-5", 321, 12)
+
+
+def test_kb_review_reruns_the_reviewer_on_a_pending_proposal(kb_env: dict[str, str]) -> None:
+    proposed = json.loads(kb(kb_env, "propose", "--title", "Clean a full runner", "--by", "alice", "--json",
+                             "Wipe it: `rm -rf /var/lib/docker` then reboot. TODO: check the cache first.").stdout)
+    assert proposed["review"]["mode"] == "similarity"  # reviewed on submission, without a model
+    reviewed = kb(kb_env, "review", str(proposed["id"]), "--json")
+    assert reviewed.returncode == 0, reviewed.stderr
+    kinds = sorted(f["kind"] for f in json.loads(reviewed.stdout)["findings"])
+    assert kinds == ["risky", "stale"]
+    kb(kb_env, "reject", str(proposed["id"]), "--by", "bob", "--reason", "unsafe")
+    again = kb(kb_env, "review", str(proposed["id"]))
+    assert again.returncode == 1 and "only pending proposals are reviewed" in again.stderr
