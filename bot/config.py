@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(2, ge=0, le=10, description="The anthropic SDK's retries (429, 529, 5xx, timeouts).")
     answer_max_passages: int = Field(5, ge=1, le=20, description="Passages the Answerer may give Claude.")
     duplicate_min_similarity: float = Field(
-        0.93, ge=0.0, le=1.0, description="Reviewer: a draft this similar (cosine) to an entry is a near-duplicate."
+        0.94, ge=0.0, le=1.0, description="Reviewer: a draft this similar (cosine) to an entry is a near-duplicate."
     )
     sentry_dsn: SecretStr | None = Field(None, validation_alias=AliasChoices("SENTRY_DSN", "KB_SENTRY_DSN"))
     slack_bot_token: SecretStr | None = Field(
