@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,9 @@ from bot.roles import curator, reviewer
 from bot.roles.answerer import Answer, Citation, TextListener, claude_answer, dont_know, extractive_answer, is_confident
 from bot.roles.curator import Curated, Source
 from bot.roles.llm import Claude, LlmUnavailable
-from bot.roles.registry import ROLES
+from bot.roles.registry import ROLES, role_for
 from bot.roles.reviewer import Candidate, DraftUnderReview, Review
-from bot.tasks import run_task
+from bot.tasks import TaskRun, run_task
 from store import activity, lifecycle
 from store.db import Database
 from store.embeddings import Embedder
@@ -172,6 +174,14 @@ class KnowledgeService:
                 return extractive_answer(question, hits, min_similarity=minimum, degraded=True)
         step["mode"] = "extractive"
         return extractive_answer(question, hits, min_similarity=minimum)
+
+    @contextmanager
+    def task(self, command: str, *, actor: str, input: str) -> Iterator[TaskRun]:
+        """A task for a command that has no plan of its own beyond doing one thing (show, pending, trace)."""
+        role = role_for(command)
+        with run_task(self.db, role=role.name, command=command, actor=actor, input=input, plan=[command]) as task, \
+                task.step(command):
+            yield task
 
     def knowledge_gaps(self, *, limit: int = 50) -> list[Task]:
         """Questions the bot could not answer from approved entries, newest first."""

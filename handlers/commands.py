@@ -6,6 +6,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, Respond
@@ -135,7 +136,13 @@ def run_command(command: dict[str, Any], respond: Respond, client: Any, context:
     route = ROUTES.get(sub)
     if route is None or len(text) > MAX_COMMAND_TEXT:
         return
-    route.run(service=context["kb"], rest=rest, user=command["user_id"], respond=respond, client=client)
+    service: KnowledgeService = context["kb"]
+    run = partial(route.run, service=service, rest=rest, user=command["user_id"], respond=respond, client=client)
+    if route.role == "librarian":  # the other roles' service calls record their own, richer tasks
+        with service.task(sub, actor=command["user_id"], input=rest):
+            run()
+    else:
+        run()
 
 
 def register(app: App) -> None:

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import select
 
 from bot.roles.curator import DRAFT_TOOL
 from bot.roles.reviewer import REVIEW_TOOL
 from handlers import blocks, ids
 from handlers.commands import StreamToResponse
 from store.lifecycle import Draft
+from store.models import Task
 from store.weaviate_conn import WeaviateTarget
 from tests.fakes.anthropic_api import Error, FakeAnthropic, Message, search_result_citation, text_block, tool_use_block
 from tests.fakes.slack_api import FakeSlackApi
@@ -125,3 +127,20 @@ def test_streaming_posts_a_few_growing_updates_then_stops() -> None:
     assert [p["text"] for p in posted] == ["word " * 1, "word " * 2, "word " * 3]
     assert posted[0]["replace_original"] is True and posted[0]["response_type"] == "ephemeral"
     assert "writing" in all_text([b.to_dict() for b in blocks.streaming_blocks("x")])
+
+
+def test_every_subcommand_is_a_task_and_trace_shows_model_and_tokens(
+        claude_app: tuple[RunningApp, FakeAnthropic]) -> None:
+    app, claude = claude_app
+    claude.set_responder(_cite_first)
+    asked = command(app, "ask a ci job failed with no space left on device on the runner", reply="ask")
+    task_id = next(e["text"] for b in asked.args["blocks"] if b["type"] == "context"
+                   for e in b["elements"] if e["text"].startswith("task `")).split("`")[1]
+    traced = all_text(command(app, f"trace {task_id}", reply="trace").args["blocks"])
+    model = app.settings.anthropic_model
+    assert f"{model} (100 in / 50 out tokens)" in traced and "entries #1@v1" in traced and "claude" in traced
+    shown = command(app, "show 1", reply="show")
+    assert RUNBOOK[0] in all_text(shown.args["blocks"])
+    with app.service.db.session() as session:
+        tasks = {(t.role, t.command) for t in session.exec(select(Task))}
+    assert {("answerer", "ask"), ("librarian", "trace"), ("librarian", "show")} <= tasks
