@@ -14,17 +14,15 @@ from typing import Any, TypeVar
 import click
 from pydantic import ValidationError
 
-from bot import render
+from bot import logs, render
 from bot.config import Settings
 from bot.services import KnowledgeService
-from bot.tasks import TaskIdFilter
 from bot.wiring import build_service
 from store.errors import KbError
 from store.lifecycle import Draft
 from store.models import EntryStatus, ProposalKind, ProposalStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [task %(task_id)s]: %(message)s"
 
 
 def _json_out(data: Any) -> None:
@@ -368,40 +366,35 @@ def serve(ctx: click.Context, port: int, host: str, actor: str) -> None:
         if settings.slack_app_token is None and settings.slack_signing_secret is None:
             from bot.console import Console
 
-            _log_to_file(settings.data_dir / "kb.log")  # keep the terminal for the conversation
+            logs.configure(settings.log_format, path=settings.data_dir / "kb.log")  # the terminal is for talking
             Console(settings, service, user=actor, stdin=sys.stdin, stdout=sys.stdout).run()
             return
-        from bot.app import create_app
+        from bot.app import create_app, start_scheduler
 
+        logs.configure(settings.log_format, level=os.environ.get("KB_LOG_LEVEL", "INFO"))
         bolt_app = create_app(settings, service)
-        if settings.slack_app_token is not None:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
+        scheduler = start_scheduler(settings, service, bolt_app)
+        try:
+            if settings.slack_app_token is not None:
+                from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-            SocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value()).start()  # type: ignore[no-untyped-call]
-            return
-        import uvicorn
+                from bot.metrics import serve_metrics
 
-        from bot.http import create_http_app
+                serve_metrics(service.metrics, settings.metrics_port)
+                SocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value()).start()  # type: ignore[no-untyped-call]
+                return
+            import uvicorn
 
-        uvicorn.run(create_http_app(bolt_app, service), host=host, port=port, log_level="warning")
+            from bot.http import create_http_app
 
-
-def _log_to_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    handler.addFilter(TaskIdFilter())
-    root.addHandler(handler)
+            uvicorn.run(create_http_app(bolt_app, service), host=host, port=port, log_level="warning")
+        finally:
+            if scheduler is not None:
+                scheduler.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=os.environ.get("KB_LOG_LEVEL", "WARNING").upper(), stream=sys.stderr,
-                        format=LOG_FORMAT)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(TaskIdFilter())
+    logs.configure("text", level=os.environ.get("KB_LOG_LEVEL", "WARNING"))
     try:
         code = cli.main(args=argv, prog_name="kb", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -50,7 +50,22 @@ class Settings(BaseSettings):
     )
 
     allow_self_approval: bool = False
-    review_interval_days: int = Field(90, ge=1)
+    review_interval_days: int = Field(90, ge=1, description="Days until an approved entry is due for re-verification.")
+    review_interval_by_tag: dict[str, int] = Field(
+        default_factory=dict, description='Per-tag review intervals in days, JSON: {"security": 30}.')
+    not_helpful_review_threshold: int = Field(
+        3, ge=1, description="This many 'not helpful' votes on an entry make it due for review at once.")
+
+    scheduler_enabled: bool = Field(True, description="Run the scheduled jobs (one replica is elected to run them).")
+    outbox_sync_seconds: float = Field(5.0, gt=0, description="How often pending index changes are applied.")
+    reconcile_minutes: float = Field(15.0, gt=0, description="How often the index is compared with the SQL store.")
+    verification_minutes: float = Field(60.0, gt=0, description="How often due entries are looked for.")
+    approval_reminder_hours: float = Field(24.0, gt=0, description="Proposals waiting longer go in the digest.")
+    gaps_digest_weekday: str = Field("mon", description="Day of the weekly knowledge-gaps digest (cron day name).")
+    gaps_channel: str | None = Field(None, description="Channel for the gaps digest; the approval channel if unset.")
+    scheduler_lease_seconds: float = Field(30.0, ge=1, description="A leader that stops renewing is replaced after.")
+    metrics_port: int = Field(9464, description="Socket Mode: the port of the Prometheus /metrics endpoint.")
+    log_format: str = Field("json", pattern="^(json|text)$", description="json: one JSON object a line, task id in.")
 
     anthropic_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "KB_ANTHROPIC_API_KEY")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlmodel import col, select
 from bot.config import Settings
 from bot.home import CitationDetail, HomeSummary, citation_details, home_summary
 from bot.importer import read_documents
+from bot.metrics import Metrics, Timer
 from bot.redaction import redact, redact_text
 from bot.retrieval import EntryHit, Retriever
 from bot.roles import curator, reviewer
@@ -44,6 +46,7 @@ from store.models import (
     ProposalStatus,
     Task,
     TaskStatus,
+    utcnow,
 )
 from store.text import content_hash
 
@@ -89,13 +92,18 @@ class Decided:
 
 class KnowledgeService:
     def __init__(self, *, settings: Settings, db: Database, index: KnowledgeIndex | None,
-                 embedder: Embedder, connect_index: Any = None, claude: Claude | None = None) -> None:
+                 embedder: Embedder, connect_index: Any = None, claude: Claude | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.db = db
+        self.metrics = metrics or Metrics(db)
         self.embedder = embedder
         self.claude = claude  # None: every role runs its deterministic fallback
         self._index = index
         self._connect_index = connect_index
+
+    def _run_task(self, **kwargs: Any) -> AbstractContextManager[TaskRun]:
+        return run_task(self.db, on_finish=self.metrics.task_finished, **kwargs)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> KnowledgeService:
         """One shared service per process: Bolt copies the context for lazy listeners, and this must not be."""
@@ -133,10 +141,10 @@ class KnowledgeService:
         query = _clean_query(query)
         if not 1 <= k <= 50:
             raise BadInput("-k must be between 1 and 50.")
-        with run_task(self.db, role="searcher", command="search", actor=actor, input=query,
+        with self._run_task(role="searcher", command="search", actor=actor, input=query,
                       plan=["retrieve"]) as task:
             with task.step("retrieve") as step:
-                hits = self.retriever.search(query, k=k)
+                hits = self._retrieve(query, k=k)
                 step["entries"] = [h.entry_id for h in hits]
             return hits
 
@@ -145,18 +153,30 @@ class KnowledgeService:
         With Claude, ``on_text`` receives the growing answer while it is written (once it cites something)."""
         question = _clean_query(question)
         role = ROLES["answerer"]
-        with run_task(self.db, role=role.name, command="ask", actor=actor, input=question,
+        with self._run_task(role=role.name, command="ask", actor=actor, input=question,
                       plan=["retrieve", "answer"]) as task:
             with task.step("retrieve") as step:
-                hits = self.retriever.search(question, k=max(5, role.passages(self.settings)))
+                hits = self._retrieve(question, k=max(5, role.passages(self.settings)))
                 step["entries"] = [[h.entry_id, h.version, round(h.similarity, 4)] for h in hits]
             with task.step("answer") as step:
                 answer = self._answer(question, hits, step, on_text)
+                self._observe_llm(role.name, step)
+            self.metrics.answered(grounded=answer.grounded, degraded=answer.degraded)
             task.result = {"grounded": answer.grounded, "mode": answer.mode, "language": answer.language,
                            "degraded": answer.degraded, "answer": answer.text,
                            "citations": [[c.entry_id, c.version] for c in answer.citations],
                            **{k: step[k] for k in ("model", "input_tokens", "output_tokens") if k in step}}
             return answer, task.id
+
+    def _retrieve(self, query: str, *, k: int) -> list[EntryHit]:
+        timer = Timer()
+        hits = self.retriever.search(query, k=k)
+        self.metrics.retrieval_seconds.observe(timer.seconds)
+        return hits
+
+    def _observe_llm(self, role: str, step: dict[str, Any]) -> None:
+        if "llm_ms" in step:
+            self.metrics.llm_call(role, step)
 
     def _answer(self, question: str, hits: list[EntryHit], step: dict[str, Any],
                 on_text: TextListener | None) -> Answer:
@@ -179,15 +199,17 @@ class KnowledgeService:
     def task(self, command: str, *, actor: str, input: str) -> Iterator[TaskRun]:
         """A task for a command that has no plan of its own beyond doing one thing (show, pending, trace)."""
         role = role_for(command)
-        with run_task(self.db, role=role.name, command=command, actor=actor, input=input, plan=[command]) as task, \
+        with self._run_task(role=role.name, command=command, actor=actor, input=input, plan=[command]) as task, \
                 task.step(command):
             yield task
 
-    def knowledge_gaps(self, *, limit: int = 50) -> list[Task]:
+    def knowledge_gaps(self, *, limit: int = 50, since: datetime | None = None) -> list[Task]:
         """Questions the bot could not answer from approved entries, newest first."""
         with self.db.session() as session:
-            asked = session.exec(select(Task).where(Task.role == "answerer", Task.status == TaskStatus.SUCCEEDED)
-                                 .order_by(col(Task.started_at).desc()).limit(limit * 5))
+            query = select(Task).where(Task.role == "answerer", Task.status == TaskStatus.SUCCEEDED)
+            if since is not None:
+                query = query.where(col(Task.started_at) >= since)
+            asked = session.exec(query.order_by(col(Task.started_at).desc()).limit(limit * 5))
             return [t for t in asked if t.result.get("grounded") is False][:limit]
 
     def list_entries(self, *, status: EntryStatus | None = EntryStatus.ACTIVE, limit: int = 100) -> list[Entry]:
@@ -244,9 +266,10 @@ class KnowledgeService:
         """The Curator's draft of a thread or note, for the proposer to preview; nothing is stored but the task."""
         source = redact_source(source)
         role = ROLES["curator"]
-        with run_task(self.db, role=role.name, command="draft", actor=actor, input=source.transcript(),
+        with self._run_task(role=role.name, command="draft", actor=actor, input=source.transcript(),
                       plan=["redact", "draft"]) as task, task.step("draft") as step:
             curated = curator.curate(self.claude, role, source, record=step)
+            self._observe_llm(role.name, step)
             curated.draft, kinds = redact_draft(curated.draft)
             if kinds:
                 curated.notes.insert(0, redaction_note(kinds))
@@ -266,7 +289,7 @@ class KnowledgeService:
         """Store a proposal; the Reviewer annotates it before any card is posted (``review=False`` leaves that
         to a later ``review_proposal``, for callers that must answer Slack first)."""
         draft, kinds = redact_draft(draft)
-        with run_task(self.db, role="curator", command="propose", actor=proposer, input=draft.title,
+        with self._run_task(role="curator", command="propose", actor=proposer, input=draft.title,
                       plan=["redact", "store"]) as task, task.step("store"), self.db.session() as session:
             proposal = lifecycle.submit_proposal(session=session, draft=draft, proposer=proposer, origin=origin,
                                                  origin_ref=origin_ref, kind=kind, entry_id=entry_id)
@@ -287,7 +310,7 @@ class KnowledgeService:
             raise BadInput(f"Proposal #{proposal_id} is {current.status.value}; only pending proposals are reviewed.")
         under_review = DraftUnderReview(title=current.title, body=current.body, kind=current.kind.value,
                                         entry_id=current.entry_id)
-        with run_task(self.db, role=role.name, command="review", actor="kb-reviewer",
+        with self._run_task(role=role.name, command="review", actor="kb-reviewer",
                       input=f"proposal #{proposal_id} revision {current.revision}",
                       plan=["candidates", "review", "annotate"]) as task:
             with task.step("candidates") as step:
@@ -295,6 +318,7 @@ class KnowledgeService:
             with task.step("review") as step:
                 found = reviewer.review(self.claude, role, under_review, candidates, record=step,
                                         duplicate_min_similarity=self.settings.duplicate_min_similarity)
+                self._observe_llm(role.name, step)
             with task.step("annotate"), self.db.session() as session:
                 row = session.get(Proposal, proposal_id)
                 if row is not None and row.revision == current.revision:
@@ -334,7 +358,7 @@ class KnowledgeService:
 
     def approve(self, proposal_id: int, *, by: str, sync: bool = True, expected_revision: int | None = None
                 ) -> Decided:
-        with run_task(self.db, role="approver", command="approve", actor=by, input=f"proposal #{proposal_id}",
+        with self._run_task(role="approver", command="approve", actor=by, input=f"proposal #{proposal_id}",
                       plan=["decide", "index"]) as task:
             try:
                 with task.step("decide"), self.db.session() as session:
@@ -342,11 +366,14 @@ class KnowledgeService:
                         session=session, proposal_id=proposal_id, by=by, expected_revision=expected_revision,
                         allow_self_approval=self.settings.allow_self_approval,
                         review_interval_days=self.settings.review_interval_days,
+                        review_interval_by_tag=self.settings.review_interval_by_tag,
                     )
             except NotAllowed as exc:
                 self._audit_refusal(by, "proposal.approve_refused", proposal_id, str(exc))
                 raise
             task.result = {"entry_id": result.entry.id, "version": result.decision.resulting_version}
+            self.metrics.approval_lead.observe(
+                (_aware(result.decision.decided_at) - _aware(result.proposal.created_at)).total_seconds())
             if not sync:
                 return Decided(result, indexed=False)
             with task.step("index") as step:
@@ -358,7 +385,7 @@ class KnowledgeService:
 
     def reject(self, proposal_id: int, *, by: str, reason: str, expected_revision: int | None = None
                ) -> Decision:
-        with run_task(self.db, role="approver", command="reject", actor=by, input=f"proposal #{proposal_id}",
+        with self._run_task(role="approver", command="reject", actor=by, input=f"proposal #{proposal_id}",
                       plan=["decide"]) as task, task.step("decide"), self.db.session() as session:
             return lifecycle.reject(session=session, proposal_id=proposal_id, by=by, reason=reason,
                                     expected_revision=expected_revision)
@@ -368,9 +395,33 @@ class KnowledgeService:
             return lifecycle.withdraw(session=session, proposal_id=proposal_id, by=by)
 
     # --- around the knowledge: feedback, approval cards, the home view ---------------------------------
-    def record_feedback(self, task_id: str, *, user: str, helpful: bool) -> None:
+    def record_feedback(self, task_id: str, *, user: str, helpful: bool) -> list[int]:
+        """Record a vote; returns the entries whose review it brought forward (repeated "not helpful")."""
         with self.db.session() as session:
-            activity.record_feedback(session=session, task_id=task_id, user=user, helpful=helpful)
+            vote = activity.record_feedback(session=session, task_id=task_id, user=user, helpful=helpful)
+            forward = [] if helpful else activity.review_if_unhelpful(
+                session=session, entry_ids=vote.entry_ids, threshold=self.settings.not_helpful_review_threshold)
+        self.metrics.feedback.labels("true" if helpful else "false").inc()
+        return forward
+
+    # --- keeping knowledge true: re-verification --------------------------------------------------------
+    def due_for_review(self) -> list[EntryDetail]:
+        """Entries past their review date whose owner has not been asked yet, with their current text."""
+        with self.db.session() as session:
+            ids = [e.id or 0 for e in lifecycle.due_for_review(session)]
+        return [self.show_entry(entry_id) for entry_id in ids]
+
+    def mark_review_requested(self, entry_id: int) -> None:
+        with self.db.session() as session:
+            lifecycle.mark_review_requested(session, entry_id)
+
+    def reverify(self, entry_id: int, *, by: str) -> Entry:
+        with self._run_task(role="librarian", command="reverify", actor=by, input=f"entry #{entry_id}",
+                            plan=["reverify"]) as task, task.step("reverify"), self.db.session() as session:
+            entry = lifecycle.get_entry(session, entry_id)
+            days = lifecycle.review_interval(entry, default_days=self.settings.review_interval_days,
+                                             by_tag=self.settings.review_interval_by_tag)
+            return lifecycle.reverify(session, entry_id=entry_id, by=by, days=days)
 
     def record_card(self, proposal_id: int, *, channel: str, ts: str) -> None:
         with self.db.session() as session:
@@ -412,7 +463,7 @@ class KnowledgeService:
         Re-importing unchanged documents changes nothing; a changed one becomes a new version."""
         report = ImportReport()
         documents = list(read_documents(paths))
-        with run_task(self.db, role="librarian", command="import", actor=approved_by or proposer,
+        with self._run_task(role="librarian", command="import", actor=approved_by or proposer,
                       input=" ".join(map(str, paths)), plan=["read", "store", "index"]) as task:
             with task.step("store", documents=len(documents)):
                 for document in documents:
@@ -475,10 +526,34 @@ class KnowledgeService:
         return pending_outbox(self.db)
 
     def reindex(self) -> int:
-        with run_task(self.db, role="librarian", command="reindex", actor="cli", input="",
+        with self._run_task(role="librarian", command="reindex", actor="cli", input="",
                       plan=["rebuild"]) as task, task.step("rebuild") as step:
             step["chunks"] = self.indexer.rebuild()
             return int(step["chunks"])
+
+    def reconcile(self, *, actor: str = "kb-scheduler") -> DriftReport:
+        """Compare the index with the SQL store (entry id, version, content hash) and repair what drifted.
+        Anything searchable that is not approved is removed at once and reported as an error (to Sentry)."""
+        with self._run_task(role="scheduler", command="reconcile", actor=actor, input="",
+                            plan=["compare", "repair"]) as task:
+            with task.step("compare") as step:
+                report = self.indexer.drift()
+                step.update(report.as_dict())
+            for kind in ("missing", "stale", "unapproved"):
+                self.metrics.index_drift.labels(kind).set(len(getattr(report, kind)))
+            if report.unapproved:
+                log.error("unapproved entries were searchable and are removed now: %s", report.unapproved)
+            if not report.clean:
+                with task.step("repair"):
+                    self.indexer.repair(report)
+                log.warning("reconcile repaired drift: %s", report.as_dict())
+            task.result = report.as_dict()
+            return report
+
+    def approval_backlog(self, *, older_than: timedelta) -> list[Proposal]:
+        cutoff = utcnow() - older_than
+        return [p for p in self.list_proposals(status=ProposalStatus.PENDING, limit=500)
+                if _aware(p.created_at) <= cutoff]
 
     def doctor(self, *, repair: bool = False) -> DriftReport:
         indexer = self.indexer
@@ -493,6 +568,11 @@ def redact_draft(draft: Draft) -> tuple[Draft, list[str]]:
     title, body = redact(draft.title), redact(draft.body)
     kinds = sorted(set(title.kinds()) | set(body.kinds()))
     return replace(draft, title=title.text, body=body.text), kinds
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; they were written as UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def redact_source(source: Source) -> Source:

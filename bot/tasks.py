@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -69,9 +69,12 @@ class TaskRun:
             session.add(row)
 
 
+TaskObserver = Callable[[TaskRun, str, float], None]  # run, outcome (succeeded|failed), seconds
+
+
 @contextmanager
-def run_task(db: Database, *, role: str, command: str, actor: str, input: str, plan: list[str]
-             ) -> Iterator[TaskRun]:
+def run_task(db: Database, *, role: str, command: str, actor: str, input: str, plan: list[str],
+             on_finish: TaskObserver | None = None) -> Iterator[TaskRun]:
     task = Task(id=uuid.uuid4().hex[:12], role=role, command=command, actor=actor, input=input[:4000], plan=plan)
     with db.session() as session:
         session.add(task)
@@ -82,9 +85,13 @@ def run_task(db: Database, *, role: str, command: str, actor: str, input: str, p
         yield run
     except BaseException as exc:
         run._save(TaskStatus.FAILED, f"{type(exc).__name__}: {exc}")
+        if on_finish is not None:
+            on_finish(run, "failed", time.perf_counter() - run._started)
         raise
     else:
         run._save(TaskStatus.SUCCEEDED, None)
+        if on_finish is not None:
+            on_finish(run, "succeeded", time.perf_counter() - run._started)
     finally:
         current_task_labels.reset(labels)
         current_task_id.reset(token)

@@ -26,7 +26,7 @@ from bot.home import CitationDetail, HomeSummary
 from bot.roles.answerer import Answer
 from handlers import ids
 from handlers.text import MAX_BLOCKS_MESSAGE, MAX_BLOCKS_MODAL, MAX_INPUT_CHARS, clip, escape, split_text
-from handlers.values import AnswerRef, ProposalRef, encode_answer, encode_proposal
+from handlers.values import AnswerRef, EntryRef, ProposalRef, encode_answer, encode_entry, encode_proposal
 from store.models import Decision, Entry, Proposal, Task
 
 HELP = (
@@ -261,6 +261,53 @@ def trace_blocks(task: Task) -> list[Block]:
     if task.error:
         text += f"\n*Error:* {escape(task.error)}"
     return [SectionBlock(text=MarkdownTextObject(text=clip(text, 3000)))]
+
+
+def review_due_blocks(entry: Entry, body: str) -> list[Block]:
+    """The owner's DM: the entry as it stands, and what to do about it."""
+    value = encode_entry(EntryRef(entry.id or 0, entry.current_version))
+    return _fit([
+        SectionBlock(text=MarkdownTextObject(text=clip(
+            f":hourglass: *Is this still true?* Entry #{entry.id} *{escape(entry.title)}* (v{entry.current_version}) "
+            f"was due for re-verification on {_when(entry.review_after)}. You own it.", 3000))),
+        *_mrkdwn_sections(body)[:10],
+        ActionsBlock(elements=[
+            _button("Re-verify", ids.ReviewAction.REVERIFY, value, "primary"),
+            _button("Edit", ids.ReviewAction.EDIT, value),
+            _button("Deprecate", ids.ReviewAction.DEPRECATE, value, "danger"),
+        ]),
+    ])
+
+
+def approval_digest_blocks(proposals: Sequence[Proposal], *, older_than_hours: float) -> list[Block]:
+    lines = [f"• #{p.id} *{escape(p.title)}* by {_who(p.proposer)}, waiting since {_when(p.created_at)}"
+             for p in proposals]
+    header = (f":bell: *{len(proposals)} proposal{'s' if len(proposals) != 1 else ''} waiting more than "
+              f"{older_than_hours:g} h for an approver*")
+    return [SectionBlock(text=MarkdownTextObject(text=clip(header + "\n" + "\n".join(lines), 3000)))]
+
+
+def gaps_digest_blocks(gaps: Sequence[Task]) -> list[Block]:
+    """This week's unanswered questions, each with "Propose an answer"."""
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(
+        text=f":mag: *{len(gaps)} question{'s' if len(gaps) != 1 else ''} the knowledge base could not answer "
+             "this week.* Know the answer? Propose it."))]
+    for gap in gaps[: (MAX_BLOCKS_MESSAGE - 1) // 2]:
+        blocks.append(SectionBlock(
+            text=MarkdownTextObject(text=clip(f"“{escape(gap.input)}” asked by {_who(gap.actor)}", 3000)),
+            accessory=_button("Propose an answer", ids.AnswerAction.PROPOSE, encode_answer(AnswerRef(gap.id)))))
+    return blocks
+
+
+def deprecate_modal(entry: Entry, private_metadata: str) -> View:
+    return View(type="modal", callback_id=ids.View.DEPRECATE_ENTRY, title=PlainTextObject(text="Deprecate entry"),
+                submit=PlainTextObject(text="Propose"), close=PlainTextObject(text="Cancel"),
+                private_metadata=private_metadata, blocks=[
+                    SectionBlock(text=MarkdownTextObject(
+                        text=f"*#{entry.id}: {escape(entry.title)}*\nAn approver decides; once approved, the entry "
+                             "leaves the index.")),
+                    _text_input(ids.Block.REASON, ids.Field.REASON, "Why is it no longer true?", "", multiline=True),
+                ])
 
 
 def home_view(summary: HomeSummary) -> View:

@@ -20,6 +20,14 @@ class ApprovalAction(StrEnum):
     REJECT = "proposal_reject"
 
 
+class ReviewAction(StrEnum):
+    """On the owner's "is this still true?" DM."""
+
+    REVERIFY = "entry_reverify"
+    EDIT = "entry_edit"
+    DEPRECATE = "entry_deprecate"
+
+
 class Shortcut(StrEnum):
     PROPOSE_THREAD = "propose_to_kb"
 
@@ -29,6 +37,8 @@ class View(StrEnum):
     DRAFTING = "drafting_modal"
     EDIT = "edit_modal"
     REJECT = "reject_modal"
+    UPDATE_ENTRY = "update_entry_modal"
+    DEPRECATE_ENTRY = "deprecate_entry_modal"
 
 
 class Block(StrEnum):

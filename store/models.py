@@ -78,6 +78,8 @@ class Entry(SQLModel, table=True):
     language: str = "en"
     source_ref: str | None = Field(default=None, unique=True, index=True)
     review_after: datetime | None = _ts(nullable=True, index=True)
+    review_interval_days: int | None = None  # this entry's own interval; else by tag, else the default
+    review_notified_at: datetime | None = _ts(nullable=True)  # when the owner was last asked to re-verify
     status: EntryStatus = _enum(EntryStatus, EntryStatus.ACTIVE, index=True)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
@@ -232,4 +234,26 @@ class Feedback(SQLModel, table=True):
     user: str
     helpful: bool
     entry_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    at: datetime = _ts()
+
+
+class SchedulerLease(SQLModel, table=True):
+    """Leader election among replicas: the holder runs the scheduled jobs until its lease expires."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=128)
+    expires_at: datetime = _ts()
+
+
+class JobMark(SQLModel, table=True):
+    """A scheduled job's "done once" marks (a digest for a day, a reminder for a due date): idempotent jobs."""
+
+    __tablename__ = "job_marks"
+    __table_args__ = (UniqueConstraint("job", "key", name="uq_job_mark"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=64)
+    key: str = Field(max_length=200)
     at: datetime = _ts()

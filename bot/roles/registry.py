@@ -71,6 +71,9 @@ ROLES: dict[str, RoleSpec] = {role.name: role for role in [
           tier=ModelTier.NONE),
     _role("searcher", "Plain retrieval over approved entries, no answer.", reads={"index"}, may=set(),
           invokers=Invokers.ANYONE, tier=ModelTier.NONE),
+    _role("scheduler", "The bot's own jobs: apply the outbox, reconcile the index, ask owners to re-verify, "
+          "remind approvers, digest knowledge gaps.", reads={"entries", "proposals", "tasks", "index"},
+          may={"sync_index", "repair_index", "notify"}, invokers=Invokers.SYSTEM, tier=ModelTier.NONE),
     _role("approver", "A human decision on a proposal, recorded once.", reads={"proposals"},
           may={"approve", "reject"}, invokers=Invokers.APPROVERS, tier=ModelTier.NONE),
 ]}
@@ -86,6 +89,8 @@ COMMAND_ROLES: dict[str, str] = {
     "trace": "librarian",
     "import": "librarian",
     "reindex": "librarian",
+    "reverify": "librarian",
+    "reconcile": "scheduler",
     "approve": "approver",
     "reject": "approver",
 }

@@ -102,3 +102,41 @@ def test_claude_failures_reach_sentry_tagged_and_without_the_prompt(
     assert "Claude unavailable after retries: AuthenticationError 401" in envelope
     assert task.id in envelope and '"role":"answerer"' in envelope and '"command":"ask"' in envelope
     assert question not in envelope and "liveness probe" not in envelope and "sk-ant-wrong" not in envelope
+
+
+def test_serve_logs_are_json_lines_with_the_task_id(tmp_path: Path) -> None:
+    import json
+    import logging
+
+    from bot import logs
+
+    log_file = tmp_path / "kb.log"
+    logs.configure("json", path=log_file, level="INFO")
+    url = f"sqlite:///{tmp_path / 'kb.sqlite3'}"
+    migrate(url)
+    db = Database(url)
+    try:
+        with run_task(db, role="answerer", command="ask", actor="U1", input="q", plan=["answer"]) as task:
+            logging.getLogger("kb.test").warning("inside the task")
+        logging.getLogger("kb.test").warning("outside any task")
+    finally:
+        logs.configure("text", level="WARNING")
+        db.dispose()
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    mine = [line for line in lines if line["logger"] == "kb.test"]
+    assert [(line["message"], line["task_id"], line["level"]) for line in mine] == [
+        ("inside the task", task.id, "WARNING"), ("outside any task", "-", "WARNING")]
+
+
+def test_socket_mode_serves_metrics_on_its_own_port() -> None:
+    import httpx
+
+    from bot.metrics import Metrics, serve_metrics
+    from tests.conftest import free_port
+
+    metrics = Metrics()
+    metrics.answered(grounded=True, degraded=False)
+    port = free_port()
+    serve_metrics(metrics, port, host="127.0.0.1")
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert 'kb_answers_total{outcome="cited"} 1.0' in text
