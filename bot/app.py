@@ -14,11 +14,11 @@ from bot.config import Settings
 from bot.metrics import Timer
 from bot.scheduler import KbScheduler
 from bot.services import KnowledgeService
-from handlers import answers, capture, commands, home, proposals, verification
+from handlers import answers, capture, channel, commands, home, proposals, verification
 from handlers.errors import global_error_handler
 from handlers.notify import SlackNotifier
 
-HANDLER_MODULES = (commands, proposals, answers, capture, home, verification)
+HANDLER_MODULES = (commands, proposals, answers, capture, home, verification, channel)
 log = logging.getLogger(__name__)
 
 

@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     gaps_digest_weekday: str = Field("mon", description="Day of the weekly knowledge-gaps digest (cron day name).")
     gaps_channel: str | None = Field(None, description="Channel for the gaps digest; the approval channel if unset.")
     scheduler_lease_seconds: float = Field(30.0, ge=1, description="A leader that stops renewing is replaced after.")
+    answer_channels: str = Field("", description="Channel ids (comma-separated) where questions are answered.")
+    alert_channels: str = Field("", description="Channel ids (comma-separated) where alerts get their runbook.")
+    auto_answer_min_similarity: float = Field(
+        0.87, ge=0.0, le=1.0, description="Unasked-for answers in a channel need this much retrieval confidence.")
+    auto_answers_per_hour: int = Field(6, ge=0, description="At most this many unasked-for answers a channel an hour.")
+    alert_repeat_minutes: float = Field(60.0, ge=0, description="An alert firing again within this is not re-answered.")
+    capture_emoji: str = Field("books", description="Reacting with this emoji proposes the message's thread.")
     metrics_port: int = Field(9464, description="Socket Mode: the port of the Prometheus /metrics endpoint.")
     log_format: str = Field("json", pattern="^(json|text)$", description="json: one JSON object a line, task id in.")
 
@@ -130,6 +137,14 @@ class Settings(BaseSettings):
     @property
     def weaviate_data_dir(self) -> Path:
         return self.data_dir / "weaviate"
+
+    @property
+    def answer_channel_ids(self) -> set[str]:
+        return {c.strip() for c in self.answer_channels.split(",") if c.strip()}
+
+    @property
+    def alert_channel_ids(self) -> set[str]:
+        return {c.strip() for c in self.alert_channels.split(",") if c.strip()}
 
     @property
     def llm_enabled(self) -> bool:

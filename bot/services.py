@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import String, cast, func
 from sqlmodel import col, select
 
+from bot.channel import ChannelOutcome, RunbookMatch, key_steps
 from bot.config import Settings
 from bot.home import CitationDetail, HomeSummary, citation_details, home_summary
 from bot.importer import read_documents
@@ -25,7 +28,7 @@ from bot.roles.llm import Claude, LlmUnavailable
 from bot.roles.registry import ROLES, role_for
 from bot.roles.reviewer import Candidate, DraftUnderReview, Review
 from bot.tasks import TaskRun, run_task
-from store import activity, lifecycle
+from store import activity, lifecycle, presence
 from store.db import Database
 from store.embeddings import Embedder
 from store.errors import BadInput, IndexUnavailable, KbError, NotAllowed, NotFound
@@ -34,6 +37,8 @@ from store.indexing import DriftReport, EntryIndexer, SyncReport, pending_outbox
 from store.lifecycle import ApprovalResult, Draft
 from store.models import (
     AuditLog,
+    CaptureDraft,
+    ChannelMode,
     Decision,
     Entry,
     EntryStatus,
@@ -49,6 +54,9 @@ from store.models import (
     utcnow,
 )
 from store.text import content_hash
+
+if TYPE_CHECKING:
+    from bot.alerts import Alert
 
 log = logging.getLogger(__name__)
 IMPORT_ACTOR = "kb-import"
@@ -148,25 +156,48 @@ class KnowledgeService:
                 step["entries"] = [h.entry_id for h in hits]
             return hits
 
-    def ask(self, question: str, *, actor: str = "cli", on_text: TextListener | None = None) -> tuple[Answer, str]:
+    def ask(self, question: str, *, actor: str = "cli", on_text: TextListener | None = None,
+            history: Sequence[tuple[str, str]] = (), thread: tuple[str, str] | None = None, command: str = "ask",
+            min_similarity: float | None = None, judge: Callable[[Answer], dict[str, Any]] | None = None
+            ) -> tuple[Answer, str]:
         """An answer only from approved entries, with citations, or "I don't know". Returns it and the task id.
-        With Claude, ``on_text`` receives the growing answer while it is written (once it cites something)."""
+        With Claude, ``on_text`` receives the growing answer while it is written (once it cites something).
+        ``history`` holds a thread's earlier questions and answers: the follow-up is retrieved and answered in
+        their light. ``thread`` (channel, ts) records where the answer went, for follow-ups there. ``judge`` adds
+        what the caller decided about the answer to the task's result."""
         question = _clean_query(question)
         role = ROLES["answerer"]
-        with self._run_task(role=role.name, command="ask", actor=actor, input=question,
-                      plan=["retrieve", "answer"]) as task:
+        with self._run_task(role=role.name, command=command, actor=actor, input=question,
+                            plan=["retrieve", "answer"]) as task:
             with task.step("retrieve") as step:
-                hits = self._retrieve(question, k=max(5, role.passages(self.settings)))
+                query = " ".join([*(q for q, _ in history[-2:]), question])
+                hits = self._retrieve(query, k=max(5, role.passages(self.settings)))
                 step["entries"] = [[h.entry_id, h.version, round(h.similarity, 4)] for h in hits]
+                if history:
+                    step["context_turns"] = len(history)
             with task.step("answer") as step:
-                answer = self._answer(question, hits, step, on_text)
+                answer = self._answer(question, hits, step, on_text, history=history,
+                                      min_similarity=min_similarity or self.settings.answer_min_similarity)
                 self._observe_llm(role.name, step)
             self.metrics.answered(grounded=answer.grounded, degraded=answer.degraded)
             task.result = {"grounded": answer.grounded, "mode": answer.mode, "language": answer.language,
                            "degraded": answer.degraded, "answer": answer.text,
                            "citations": [[c.entry_id, c.version] for c in answer.citations],
                            **{k: step[k] for k in ("model", "input_tokens", "output_tokens") if k in step}}
+            if judge is not None:
+                task.result.update(judge(answer))
+            if thread is not None:
+                task.result.update(channel=thread[0], thread_ts=thread[1])
+                with self.db.session() as session:
+                    presence.record_thread(session, channel=thread[0], thread_ts=thread[1], task_id=task.id)
             return answer, task.id
+
+    def thread_history(self, channel: str, thread_ts: str) -> list[tuple[str, str]]:
+        """The questions the bot answered in a thread, with its grounded answers, oldest first."""
+        with self.db.session() as session:
+            tasks = presence.thread_tasks(session, channel=channel, thread_ts=thread_ts)
+        return [(t.input, str(t.result.get("answer", ""))) for t in tasks
+                if t.role == "answerer" and t.result.get("grounded")]
 
     def _retrieve(self, query: str, *, k: int) -> list[EntryHit]:
         timer = Timer()
@@ -178,15 +209,16 @@ class KnowledgeService:
         if "llm_ms" in step:
             self.metrics.llm_call(role, step)
 
-    def _answer(self, question: str, hits: list[EntryHit], step: dict[str, Any],
-                on_text: TextListener | None) -> Answer:
-        minimum = self.settings.answer_min_similarity
+    def _answer(self, question: str, hits: list[EntryHit], step: dict[str, Any], on_text: TextListener | None, *,
+                history: Sequence[tuple[str, str]], min_similarity: float) -> Answer:
+        minimum = min_similarity
         if not is_confident(hits, minimum):
             step["mode"] = "refused: weak retrieval"
             return dont_know(question, hits)
         if self.claude is not None:
             try:
-                answer = claude_answer(self.claude, ROLES["answerer"], question, hits, record=step, on_text=on_text)
+                answer = claude_answer(self.claude, ROLES["answerer"], question, hits, record=step, on_text=on_text,
+                                       history=history)
                 step["mode"] = "claude" if answer.grounded else "refused: no citation"
                 return answer
             except LlmUnavailable:
@@ -403,6 +435,146 @@ class KnowledgeService:
                 session=session, entry_ids=vote.entry_ids, threshold=self.settings.not_helpful_review_threshold)
         self.metrics.feedback.labels("true" if helpful else "false").inc()
         return forward
+
+    # --- in channels: modes, auto-answers, runbooks on alerts, capture by reaction ------------------------
+    def channel_mode(self, channel: str) -> ChannelMode:
+        with self.db.session() as session:
+            return presence.channel_mode(session, channel, answer_channels=self.settings.answer_channel_ids,
+                                         alert_channels=self.settings.alert_channel_ids)
+
+    def set_channel_mode(self, channel: str, mode: ChannelMode, *, by: str) -> None:
+        with self.db.session() as session:
+            presence.set_channel_mode(session, channel=channel, mode=mode, by=by)
+
+    def channel_modes(self) -> dict[str, ChannelMode]:
+        """Every channel with a mode other than off: the settings' defaults, overridden by `/kb channel`."""
+        modes = {c: self.channel_mode(c) for c in self.settings.answer_channel_ids | self.settings.alert_channel_ids}
+        with self.db.session() as session:
+            modes.update({s.channel: s.mode for s in presence.channel_settings(session)})
+        return {c: m for c, m in sorted(modes.items()) if m != ChannelMode.OFF}
+
+    def first_delivery(self, event_id: str) -> bool:
+        with self.db.session() as session:
+            return presence.first_delivery(session, event_id)
+
+    def answer_in_channel(self, question: str, *, channel: str, ts: str, user: str) -> ChannelOutcome:
+        """An unasked-for answer to a channel question: only when grounded, confident and within the channel's
+        hourly budget. Every reply and skip is a task and a metric, per channel."""
+        hour_ago = utcnow() - timedelta(hours=1)
+        with self.db.session() as session:
+            recent = presence.replies_since(session, channel=channel, kind="auto", since=hour_ago)
+        if recent >= self.settings.auto_answers_per_hour:
+            outcome = ChannelOutcome("skip", "rate limited")
+            with self._run_task(role="answerer", command="channel_answer", actor=user, input=question,
+                                plan=["budget"]) as task:
+                task.result = {"channel": channel, "action": "skip", "reason": outcome.reason}
+                outcome.task_id = task.id
+        else:
+            def judge(answer: Answer) -> dict[str, Any]:
+                # An unconfident answer is no knowledge gap: nobody asked the bot.
+                return {"channel": channel, "action": "reply", "reason": "grounded"} if answer.grounded else \
+                    {"channel": channel, "action": "skip", "reason": "not confident or not cited", "grounded": None}
+
+            answer, task_id = self.ask(question, actor=user, command="channel_answer", judge=judge,
+                                       min_similarity=self.settings.auto_answer_min_similarity)
+            verdict = judge(answer)
+            outcome = ChannelOutcome(verdict["action"], verdict["reason"], task_id=task_id, answer=answer)
+            if answer.grounded:
+                with self.db.session() as session:
+                    presence.record_thread(session, channel=channel, thread_ts=ts, task_id=task_id, kind="auto")
+        self.metrics.channel_events.labels(channel, f"answer_{outcome.action}").inc()
+        return outcome
+
+    def runbook_for_alert(self, alert: Alert) -> RunbookMatch | None:
+        """The approved runbook of an alert: an entry titled with the alert's name (or tagged ``alert:<name>``),
+        else the best search hit if retrieval is confident."""
+        name = alert.name.strip()
+        with self.db.session() as session:
+            active = select(Entry).where(Entry.status == EntryStatus.ACTIVE)
+            entry = session.exec(active.where(func.lower(Entry.title) == name.lower())).first()
+            how = "title"
+            if entry is None:
+                alias = json.dumps(f"alert:{name}".lower())
+                entry = session.exec(active.where(func.lower(cast(Entry.tags, String)).contains(alias))).first()
+                how = "alias"
+        if entry is not None:
+            detail = self.show_entry(entry.id or 0)
+            body = next(v.body for v in detail.versions if v.version == entry.current_version)
+            return RunbookMatch(entry.id or 0, entry.current_version, entry.title, how,  # type: ignore[arg-type]
+                                key_steps(body, query=alert.search_text), entry.source_ref)
+        hits = self._retrieve(alert.search_text, k=3)
+        if hits and hits[0].similarity >= self.settings.auto_answer_min_similarity:
+            top = hits[0]
+            body = next(v.body for v in self.show_entry(top.entry_id).versions if v.version == top.version)
+            steps = key_steps(body, query=alert.search_text)
+            return RunbookMatch(top.entry_id, top.version, top.title, "search", steps, top.source_ref or None)
+        return None
+
+    def respond_to_alert(self, alert: Alert, *, channel: str, ts: str) -> ChannelOutcome:
+        """An alert's runbook for its thread, or silence: a resolved notice, a repeat within the window, or no
+        approved runbook (then the alert is a knowledge gap)."""
+        question = f"Alert {alert.name} " + " ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
+        with self._run_task(role="answerer", command="alert", actor=f"alert:{alert.source}", input=question,
+                            plan=["dedupe", "match"]) as task:
+            since = utcnow() - timedelta(minutes=self.settings.alert_repeat_minutes)
+            with task.step("dedupe") as step, self.db.session() as session:
+                repeat = presence.alert_answered_since(session, channel=channel, fingerprint=alert.fingerprint,
+                                                       since=since)
+                step.update(status_seen=alert.status, repeat=repeat)
+            outcome = ChannelOutcome("skip", "", task_id=task.id, labels=dict(alert.labels))
+            if alert.status == "resolved":
+                outcome.reason = "resolved"
+            elif repeat:
+                outcome.reason = "repeat within the window"
+            else:
+                with task.step("match") as step:
+                    outcome.runbook = self.runbook_for_alert(alert)
+                    step["match"] = [outcome.runbook.entry_id, outcome.runbook.version, outcome.runbook.how] \
+                        if outcome.runbook else None
+                outcome.action, outcome.reason = ("reply", "runbook found") if outcome.runbook else \
+                    ("skip", "no approved runbook")
+                with self.db.session() as session:
+                    presence.record_thread(session, channel=channel, thread_ts=ts, task_id=task.id,
+                                           kind="alert", fingerprint=alert.fingerprint)
+            task.result = {"channel": channel, "alert": alert.name, "action": outcome.action,
+                           "reason": outcome.reason,
+                           "grounded": bool(outcome.runbook) if outcome.reason in ("runbook found",
+                                                                                   "no approved runbook") else None,
+                           "citations": [[outcome.runbook.entry_id, outcome.runbook.version]]
+                           if outcome.runbook else []}
+        self.metrics.channel_events.labels(channel, f"alert_{outcome.action}").inc()
+        return outcome
+
+    def capture(self, source: Source, *, user: str, channel: str, thread_ts: str, permalink: str) -> CaptureDraft:
+        """A thread captured by reaction: the Curator's draft, kept for the reactor to preview and submit."""
+        curated = self.draft(source, actor=user)
+        with self.db.session() as session:
+            draft = CaptureDraft(user=user, title=curated.draft.title, body=curated.draft.body,
+                                 tags=curated.draft.tags, language=curated.draft.language or "en", channel=channel,
+                                 thread_ts=thread_ts, permalink=permalink, notes=curated.notes)
+            session.add(draft)
+            session.flush()
+            return draft
+
+    def capture_draft(self, draft_id: int, *, user: str) -> CaptureDraft:
+        with self.db.session() as session:
+            return presence.get_capture(session, draft_id, user=user)
+
+    def submit_capture(self, draft_id: int, *, by: str) -> Proposal:
+        with self.db.session() as session:
+            draft = presence.get_capture(session, draft_id, user=by)
+            if draft.proposal_id is not None:
+                raise BadInput(f"This draft was already submitted as proposal #{draft.proposal_id}.")
+            values = Draft(title=draft.title, body=draft.body, tags=list(draft.tags), language=draft.language)
+            notes, permalink = list(draft.notes), draft.permalink
+        proposal = self.propose(values, proposer=by, origin=Origin.THREAD, origin_ref=permalink or None,
+                                notes=notes, review=False)
+        with self.db.session() as session:
+            row = session.get(CaptureDraft, draft_id)
+            if row is not None:
+                row.proposal_id = proposal.id
+                session.add(row)
+        return proposal
 
     # --- keeping knowledge true: re-verification --------------------------------------------------------
     def due_for_review(self) -> list[EntryDetail]:

@@ -22,12 +22,13 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.channel import RunbookMatch
 from bot.home import CitationDetail, HomeSummary
 from bot.roles.answerer import Answer
 from handlers import ids
 from handlers.text import MAX_BLOCKS_MESSAGE, MAX_BLOCKS_MODAL, MAX_INPUT_CHARS, clip, escape, split_text
 from handlers.values import AnswerRef, EntryRef, ProposalRef, encode_answer, encode_entry, encode_proposal
-from store.models import Decision, Entry, Proposal, Task
+from store.models import CaptureDraft, Decision, Entry, Proposal, Task
 
 HELP = (
     "*kb* answers from approved runbooks, with citations.\n"
@@ -37,6 +38,9 @@ HELP = (
     "• `/kb show <entry id>`: an entry and its history\n"
     "• `/kb pending`: proposals waiting for approval (approvers)\n"
     "• `/kb trace <task id>`: what a command did, step by step\n"
+    "• `/kb channel [off|answer|alert|both]`: where the bot speaks up unasked (approvers set it)\n"
+    "• `@kb <question>` in a thread, or a DM: answered in the thread; follow-ups there too\n"
+    "• React with :books: on a message: draft a proposal from its thread (sent to you by DM)\n"
     "• `/kb help`: this message"
 )
 
@@ -293,10 +297,56 @@ def gaps_digest_blocks(gaps: Sequence[Task]) -> list[Block]:
         text=f":mag: *{len(gaps)} question{'s' if len(gaps) != 1 else ''} the knowledge base could not answer "
              "this week.* Know the answer? Propose it."))]
     for gap in gaps[: (MAX_BLOCKS_MESSAGE - 1) // 2]:
+        label = "Propose a runbook" if gap.command == "alert" else "Propose an answer"
         blocks.append(SectionBlock(
             text=MarkdownTextObject(text=clip(f"“{escape(gap.input)}” asked by {_who(gap.actor)}", 3000)),
-            accessory=_button("Propose an answer", ids.AnswerAction.PROPOSE, encode_answer(AnswerRef(gap.id)))))
+            accessory=_button(label, ids.AnswerAction.PROPOSE, encode_answer(AnswerRef(gap.id)))))
     return blocks
+
+
+def runbook_blocks(match: RunbookMatch, alert_name: str) -> list[Block]:
+    """The reply in an alert's thread: the runbook's key steps, entry@version, and the whole entry a click away."""
+    how = {"title": "its title is the alert's name", "alias": "it is tagged with the alert's name",
+           "search": "search"}[match.how]
+    elements = [_button("Show the whole entry", ids.ChannelAction.SHOW_ENTRY,
+                        encode_entry(EntryRef(match.entry_id, match.version)))]
+    if match.source_ref and match.source_ref.startswith(("https://", "http://")):
+        elements.append(ButtonElement(text=PlainTextObject(text="Source"), url=match.source_ref[:3000],
+                                      action_id="entry_source"))
+    return _fit([
+        SectionBlock(text=MarkdownTextObject(text=clip(
+            f":books: Runbook for *{escape(alert_name)}*: *{escape(match.title)}* "
+            f"(entry #{match.entry_id} v{match.version})", 3000))),
+        *_mrkdwn_sections(match.steps)[:10],
+        ContextBlock(elements=[MarkdownTextObject(
+            text=f"entry #{match.entry_id}@v{match.version} · found because {how} · approved knowledge only")]),
+        ActionsBlock(elements=elements),
+    ])
+
+
+def capture_blocks(draft: CaptureDraft) -> list[Block]:
+    """The reactor's DM: the Curator's draft of the thread, to submit, edit or discard."""
+    value = str(draft.id)
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=clip(
+            f":books: You captured a thread. The Curator's draft: *{escape(draft.title)}*", 3000))),
+        *_mrkdwn_sections(draft.body)[:20],
+        *[ContextBlock(elements=[MarkdownTextObject(text=f":mag: {clip(escape(n), 2900)}")]) for n in draft.notes[:2]],
+        ActionsBlock(elements=[
+            _button("Submit for approval", ids.ChannelAction.CAPTURE_SUBMIT, value, "primary"),
+            _button("Edit first", ids.ChannelAction.CAPTURE_EDIT, value),
+            _button("Discard", ids.ChannelAction.CAPTURE_DISCARD, value),
+        ]),
+    ]
+    return _fit(blocks)
+
+
+def channel_mode_text(channel: str, mode: str) -> str:
+    meaning = {"off": "the bot only answers when asked (@kb, /kb)",
+               "answer": "the bot answers questions here when it finds a grounded, confident answer",
+               "alert": "the bot replies to alerts here with their approved runbook",
+               "both": "the bot answers confident questions and replies to alerts with their runbook"}[mode]
+    return f"<#{channel}> is in *{mode}* mode: {meaning}."
 
 
 def deprecate_modal(entry: Entry, private_metadata: str) -> View:
@@ -310,7 +360,7 @@ def deprecate_modal(entry: Entry, private_metadata: str) -> View:
                 ])
 
 
-def home_view(summary: HomeSummary) -> View:
+def home_view(summary: HomeSummary, channel_modes: dict[str, str] | None = None) -> View:
     def listing(title: str, lines: list[str], empty: str) -> list[Block]:
         body = "\n".join(lines) if lines else f"_{empty}_"
         return [SectionBlock(text=MarkdownTextObject(text=clip(f"*{title}*\n{body}", 3000)))]
@@ -329,5 +379,7 @@ def home_view(summary: HomeSummary) -> View:
         *listing("Your entries due for re-verification",
                  [f"• #{e.id} {escape(e.title)} (v{e.current_version}, due {_when(e.review_after)})"
                   for e in summary.my_due_entries], "none due"),
+        *listing("Channels where the bot speaks up", [f"• <#{c}>: {m}" for c, m in (channel_modes or {}).items()],
+                 "none: it only answers when asked (`/kb channel answer|alert|both` in a channel)"),
     ]
     return View(type="home", blocks=blocks[:MAX_BLOCKS_MODAL])

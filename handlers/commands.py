@@ -18,6 +18,7 @@ from handlers import blocks, ids
 from handlers.errors import reports_errors
 from handlers.proposals import is_approver, post_card
 from store.errors import BadInput, NotAllowed
+from store.models import ChannelMode
 
 MAX_COMMAND_TEXT = 4000
 
@@ -104,12 +105,29 @@ def trace(service: KnowledgeService, rest: str, respond: Respond, **_: Any) -> N
             replace_original=True)
 
 
+def channel(service: KnowledgeService, rest: str, user: str, respond: Respond, client: Any, channel_id: str = "",
+            **_: Any) -> None:
+    """`/kb channel` shows this channel's mode; `/kb channel off|answer|alert|both` sets it (approvers)."""
+    wanted = rest.strip().lower()
+    if wanted:
+        try:
+            mode = ChannelMode(wanted)
+        except ValueError:
+            raise BadInput("Modes: `off`, `answer` (questions), `alert` (runbooks on alerts) or `both`.") from None
+        if not is_approver(service, client, user):
+            raise NotAllowed("Only approvers (KB_APPROVERS) change a channel's mode.")
+        service.set_channel_mode(channel_id, mode, by=user)
+    text = blocks.channel_mode_text(channel_id, service.channel_mode(channel_id).value)
+    respond(text=text, response_type="ephemeral" if not wanted else "in_channel", replace_original=True)
+
+
 ROUTES: dict[str, Subcommand] = {  # the role serving each subcommand comes from the one registry
     "ask": Subcommand(COMMAND_ROLES["ask"], "Searching the approved runbooks…", ask),
     "propose": Subcommand(COMMAND_ROLES["propose"], "Drafting and checking your proposal…", propose),
     "show": Subcommand(COMMAND_ROLES["show"], "Looking it up…", show),
     "pending": Subcommand(COMMAND_ROLES["pending"], "Looking it up…", pending),
     "trace": Subcommand(COMMAND_ROLES["trace"], "Looking it up…", trace),
+    "channel": Subcommand(COMMAND_ROLES["channel"], "Looking it up…", channel),
 }
 
 
@@ -137,7 +155,8 @@ def run_command(command: dict[str, Any], respond: Respond, client: Any, context:
     if route is None or len(text) > MAX_COMMAND_TEXT:
         return
     service: KnowledgeService = context["kb"]
-    run = partial(route.run, service=service, rest=rest, user=command["user_id"], respond=respond, client=client)
+    run = partial(route.run, service=service, rest=rest, user=command["user_id"], respond=respond, client=client,
+                  channel_id=command.get("channel_id", ""))
     if route.role == "librarian":  # the other roles' service calls record their own, richer tasks
         with service.task(sub, actor=command["user_id"], input=rest):
             run()

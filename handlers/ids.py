@@ -28,6 +28,13 @@ class ReviewAction(StrEnum):
     DEPRECATE = "entry_deprecate"
 
 
+class ChannelAction(StrEnum):
+    SHOW_ENTRY = "entry_show"  # under a runbook reply to an alert
+    CAPTURE_SUBMIT = "capture_submit"  # in the DM after a capture reaction
+    CAPTURE_EDIT = "capture_edit"
+    CAPTURE_DISCARD = "capture_discard"
+
+
 class Shortcut(StrEnum):
     PROPOSE_THREAD = "propose_to_kb"
 

@@ -257,3 +257,64 @@ class JobMark(SQLModel, table=True):
     job: str = Field(max_length=64)
     key: str = Field(max_length=200)
     at: datetime = _ts()
+
+
+class ChannelMode(StrEnum):
+    OFF = "off"
+    ANSWER = "answer"  # answer questions asked in the channel, when grounded and confident
+    ALERT = "alert"  # reply to alerts with their runbook
+    BOTH = "both"
+
+
+class ChannelSetting(SQLModel, table=True):
+    """A channel's mode, set at run time with `/kb channel`; channels without a row use the settings' defaults."""
+
+    __tablename__ = "channel_settings"
+
+    channel: str = Field(primary_key=True, max_length=32)
+    mode: ChannelMode = _enum(ChannelMode, ChannelMode.OFF)
+    set_by: str
+    set_at: datetime = _ts()
+
+
+class SlackEvent(SQLModel, table=True):
+    """Events API deliveries already handled: Slack retries an event until acknowledged, same ``event_id``."""
+
+    __tablename__ = "slack_events"
+
+    event_id: str = Field(primary_key=True, max_length=64)
+    received_at: datetime = _ts(index=True)
+
+
+class BotThread(SQLModel, table=True):
+    """A thread the bot answered in: follow-ups there are answered with its earlier questions as context."""
+
+    __tablename__ = "bot_threads"
+    __table_args__ = (Index("ix_bot_threads_thread", "channel", "thread_ts"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    thread_ts: str = Field(max_length=32)
+    task_id: str = Field(foreign_key="tasks.id", max_length=32)
+    kind: str = Field(default="answer", max_length=16)  # answer | alert
+    fingerprint: str | None = Field(default=None, max_length=64, index=True)  # alerts: the same alert re-firing
+    at: datetime = _ts()
+
+
+class CaptureDraft(SQLModel, table=True):
+    """A Curator draft of a thread captured by reaction, waiting for the reactor to preview and submit it."""
+
+    __tablename__ = "capture_drafts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user: str = Field(index=True)
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    language: str = "en"
+    channel: str = ""
+    thread_ts: str = ""
+    permalink: str = ""
+    notes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    proposal_id: int | None = Field(default=None, foreign_key="proposals.id")
+    created_at: datetime = _ts()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anthropic.types import (
+    AssistantMessageParam,
     CitationsConfigParam,
     CitationsSearchResultLocation,
     Message,
@@ -162,21 +163,29 @@ def search_results(hits: Sequence[EntryHit]) -> list[SearchResultBlockParam]:
     return results
 
 
-def answer_request(question: str, hits: Sequence[EntryHit]) -> list[MessageParam]:
+def answer_request(question: str, hits: Sequence[EntryHit], history: Sequence[tuple[str, str]] = ()
+                   ) -> list[MessageParam]:
+    """The thread's earlier questions and answers as turns (context for a follow-up), then the passages and the
+    question. The answer still has to cite the passages of this turn."""
     language = LANGUAGE_NAMES[detect_language(question)]
-    instruction = (f"<question>\n{question}\n</question>\n\nAnswer the question in {language}, only from the "
-                   f"search results above, citing them; or reply {NO_ANSWER}.")
+    turns: list[MessageParam] = []
+    for earlier_question, earlier_answer in history[-3:]:
+        turns.append(UserMessageParam(role="user", content=f"<question>\n{earlier_question}\n</question>"))
+        turns.append(AssistantMessageParam(role="assistant", content=earlier_answer))
+    follow_up = " (a follow-up to the earlier questions)" if history else ""
+    instruction = (f"<question>\n{question}\n</question>\n\nAnswer the question{follow_up} in {language}, only from "
+                   f"the search results above, citing them; or reply {NO_ANSWER}.")
     content: list[Any] = [*search_results(hits), TextBlockParam(type="text", text=instruction)]
-    return [UserMessageParam(role="user", content=content)]
+    return [*turns, UserMessageParam(role="user", content=content)]
 
 
 def claude_answer(claude: Claude, role: RoleSpec, question: str, hits: list[EntryHit], *, record: dict[str, Any],
-                  on_text: TextListener | None = None) -> Answer:
+                  on_text: TextListener | None = None, history: Sequence[tuple[str, str]] = ()) -> Answer:
     """Claude's answer from the given passages, each cited span mapped back to its entry@version. An answer
     with no valid citation is not an answer: the reply is then "I don't know"."""
     passages = hits[: role.passages(claude.settings)]
     streamed = _StreamedText(on_text)
-    message = claude.stream(role, system=ANSWERER_SYSTEM, messages=answer_request(question, passages),
+    message = claude.stream(role, system=ANSWERER_SYSTEM, messages=answer_request(question, passages, history),
                             record=record, on_event=streamed.on_event)
     answer = cited_answer(question, message, passages, hits)
     record.update(cited=[[c.entry_id, c.version] for c in answer.citations], passages=len(passages))

@@ -87,6 +87,7 @@ COMMAND_ROLES: dict[str, str] = {
     "show": "librarian",
     "pending": "librarian",
     "trace": "librarian",
+    "channel": "librarian",
     "import": "librarian",
     "reindex": "librarian",
     "reverify": "librarian",
