@@ -18,9 +18,13 @@ _EN_QUESTION = re.compile(
     r"anyone know|is there)\b", re.IGNORECASE)
 _KO_QUESTION = re.compile(r"(어떻게|왜|뭐|무엇|무슨|언제|어디|누가|어느|있나|있을까|될까|되나|인가|할까|"
                           r"하나요|나요|까요|습니까|는지|을지|ㄹ까|죠|니)\s*[?？]?\s*$|어떻게|방법")
-_STEPS_HEADING = re.compile(r"^\s{0,3}#{1,6}\s*(.*(mitigat|remed|resol|fix|steps|procedure|what to do|how to|"
-                            r"diagnos|troubleshoot|runbook|action)|.*(대응|해결|조치|절차|방법|확인)).*$",
-                            re.IGNORECASE | re.MULTILINE)
+# Headings of what to do, best first: the fix, then how to find the cause.
+_STEPS_HEADINGS = [
+    re.compile(r"^\s{0,3}#{1,6}\s*.*(mitigat|remed|resol|fix|steps|procedure|what to do|action|대응|해결|조치|절차)"
+               r".*$", re.IGNORECASE | re.MULTILINE),
+    re.compile(r"^\s{0,3}#{1,6}\s*.*(diagnos|troubleshoot|investigat|how to|확인|진단|방법).*$",
+               re.IGNORECASE | re.MULTILINE),
+]
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s", re.MULTILINE)
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S")
 
@@ -37,13 +41,13 @@ def looks_like_question(text: str) -> bool:
 def key_steps(body: str, *, query: str, max_chars: int = 1200) -> str:
     """What to do, from a runbook: its mitigation/steps section if it has one, else its first list, else the
     lines that best match the alert."""
-    heading = _STEPS_HEADING.search(body)
-    if heading:
-        rest = body[heading.end():]
-        following = _HEADING.search(rest)
-        section = rest[: following.start()] if following else rest
-        if section.strip():
-            return shorten(section.strip(), max_chars)
+    for pattern in _STEPS_HEADINGS:
+        for heading in pattern.finditer(body):
+            rest = body[heading.end():]
+            following = _HEADING.search(rest)
+            section = rest[: following.start()] if following else rest
+            if section.strip():
+                return _clip_lines(section.strip(), max_chars)
     lines = body.splitlines()
     items = [n for n, line in enumerate(lines) if _LIST_ITEM.match(line)]
     if items:
@@ -53,8 +57,16 @@ def key_steps(body: str, *, query: str, max_chars: int = 1200) -> str:
             if line.strip() and not _LIST_ITEM.match(line) and not line.startswith((" ", "\t")):
                 break
             block.append(line)
-        return shorten("\n".join(block).strip(), max_chars)
+        return _clip_lines("\n".join(block).strip(), max_chars)
     return key_lines(query, body, max_chars=max_chars)
+
+
+def _clip_lines(text: str, max_chars: int) -> str:
+    """Whole lines up to ``max_chars`` (the steps keep their line breaks), an ellipsis if cut."""
+    if len(text) <= max_chars:
+        return text
+    kept = text[:max_chars].rsplit("\n", 1)[0]
+    return (kept if kept.strip() else shorten(text, max_chars)) + "\n…"
 
 
 @dataclass

@@ -17,6 +17,13 @@ from handlers import ids
 from store.lifecycle import Draft
 from store.models import Task, TaskStatus
 from store.weaviate_conn import WeaviateTarget
+from tests.fakes.alert_messages import (
+    alertmanager_message,
+    deploy_message,
+    grafana_message,
+    opsgenie_message,
+    pagerduty_message,
+)
 from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.slack_requests import block_action, event_callback, post, sign, slash_command
 from tests.handlers.conftest import APPROVAL_CHANNEL, SECRET, RunningApp, app_settings, serve
@@ -192,3 +199,54 @@ def test_a_books_reaction_drafts_the_thread_and_the_reactor_submits_it_by_dm(cha
     proposal = app.service.show_proposal(2).proposal
     assert (proposal.proposer, proposal.origin.value) == ("UREACTOR", "thread")
     assert proposal.origin_ref and "CINCIDENT" in proposal.origin_ref
+
+
+# --- runbook on alert -------------------------------------------------------------------------------------------
+
+CRASHLOOP = ("KubePodCrashLooping", "# KubePodCrashLooping\n\nPod is in CrashLoopBackOff state.\n\n## Diagnosis\n\n"
+             "- Check the pod's events with `kubectl describe pod`\n- Check its logs with `kubectl logs --previous`"
+             "\n\n## Mitigation\n\n1. Fix the configuration the logs point at.\n2. Roll back the last deploy with "
+             "`kubectl rollout undo`.")
+LABELS = {"namespace": "payments", "pod": "checkout-7d9f", "severity": "warning"}
+
+
+def _approve(app: RunningApp, title: str, body: str) -> int:
+    proposal = app.service.propose(Draft(title=title, body=body), proposer="UCURATOR", review=False)
+    decided = app.service.approve(proposal.id or 0, by=APPROVER)
+    assert decided.indexed
+    return decided.result.entry.id or 0
+
+
+@pytest.mark.parametrize("shape", ["alertmanager", "grafana", "pagerduty"])
+def test_an_alert_with_an_approved_runbook_gets_its_steps_in_the_thread(channel_app: RunningApp, shape: str) -> None:
+    app = channel_app
+    entry_id = _approve(app, *CRASHLOOP)
+    build = {"alertmanager": alertmanager_message, "grafana": grafana_message, "pagerduty": pagerduty_message}[shape]
+    event = build("KubePodCrashLooping", LABELS, channel=ALERTS, ts="1700000800.000100")
+    send(app, event)
+    [reply] = app.fake.wait_for("chat.postMessage", timeout=30)
+    assert (reply.args["channel"], reply.args["thread_ts"]) == (ALERTS, "1700000800.000100")
+    text = all_text(reply.args["blocks"])
+    assert f"entry #{entry_id}@v1" in text and "kubectl rollout undo" in text  # the Mitigation section
+    assert ids.ChannelAction.SHOW_ENTRY in buttons(reply.args["blocks"])
+
+    send(app, build("KubePodCrashLooping", LABELS, channel=ALERTS, ts="1700000801.000100"))  # fires again
+    resolved = {"alertmanager": "resolved", "grafana": "resolved", "pagerduty": "resolved"}[shape]
+    send(app, build("KubePodCrashLooping", LABELS, status=resolved, channel=ALERTS, ts="1700000802.000100"))
+    wait_until(lambda: len(tasks(app, "alert")) == 3)
+    assert sorted(t.result["reason"] for t in tasks(app, "alert")) == [
+        "repeat within the window", "resolved", "runbook found"]
+    assert len(posts_in(app, ALERTS)) == 1
+
+
+def test_an_alert_without_a_runbook_gets_silence_and_becomes_a_gap(channel_app: RunningApp) -> None:
+    app = channel_app
+    send(app, alertmanager_message("EtcdHighFsyncDurations", {"job": "etcd", "severity": "warning"},
+                                   channel=ALERTS, ts="1700000900.000100"))
+    send(app, opsgenie_message("EtcdHighFsyncDurations", {"job": "etcd"}, channel=QUIET, ts="1700000901.000100"))
+    send(app, deploy_message(channel=ALERTS, ts="1700000902.000100"))  # a bot, but not an alert
+    wait_until(lambda: len(tasks(app, "alert")) == 1)
+    time.sleep(1.0)
+    assert app.fake.calls_to("chat.postMessage") == []
+    [gap] = app.service.knowledge_gaps()
+    assert gap.command == "alert" and "EtcdHighFsyncDurations" in gap.input
