@@ -352,6 +352,29 @@ def gaps(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("name", type=click.Choice(["outbox_sync", "reconcile", "verification", "approval_reminders",
+                                           "gaps_digest"]))
+@click.pass_context
+def job(ctx: click.Context, name: str) -> None:
+    """Run one scheduled job now (as the elected scheduler would); its messages go to Slack if a token is set."""
+    settings: Settings = ctx.obj["settings"]
+    from bot.notify import NoNotifier, Notifier
+    from bot.scheduler import KbScheduler
+
+    with _service(ctx) as service:
+        notifier: Notifier = NoNotifier()
+        if settings.slack_bot_token is not None:
+            from bot.app import web_client
+            from handlers.notify import SlackNotifier
+
+            notifier = SlackNotifier(web_client(settings), settings)
+        ok = KbScheduler(service, notifier, holder="cli").run(name)
+    if not ok:
+        raise KbError(f"job {name} failed; see the log (KB_LOG_LEVEL=INFO) and `kb trace`")
+    click.echo(f"job {name} done")
+
+
+@cli.command()
 @click.option("--port", default=3000, show_default=True, help="HTTP mode: the port for /slack/events and /healthz.")
 @click.option("--host", default="0.0.0.0", show_default=True, help="HTTP mode: the address to listen on.")
 @click.option("--as", "actor", default=lambda: os.environ.get("USER", "you"), help="Console: who you are.")

@@ -129,17 +129,20 @@ class KbScheduler:
             leases.release(session, name=LEASE, holder=self.holder)
         self.scheduler.shutdown(wait=True)
 
-    def run(self, name: str) -> None:
+    def run(self, name: str) -> bool:
         """Run one job now as a task of the scheduler role; failures are logged and counted, never raised."""
+        ok = False
         try:
             with self.service._run_task(role="scheduler", command=name, actor=f"kb-scheduler:{self.holder}",
                                         input="", plan=[name]) as task, task.step(name):
                 getattr(self.jobs, name)()
             self.service.metrics.jobs.labels(name, "succeeded").inc()
+            ok = True
         except Exception:
             self.service.metrics.jobs.labels(name, "failed").inc()
             log.exception("scheduled job %s failed", name)
         self.runs.append(name)
+        return ok
 
     # --- the election ----------------------------------------------------------------------------------
     def _elect_forever(self) -> None:

@@ -249,3 +249,19 @@ def test_kb_review_reruns_the_reviewer_on_a_pending_proposal(kb_env: dict[str, s
     kb(kb_env, "reject", str(proposed["id"]), "--by", "bob", "--reason", "unsafe")
     again = kb(kb_env, "review", str(proposed["id"]))
     assert again.returncode == 1 and "only pending proposals are reviewed" in again.stderr
+
+
+def test_kb_job_runs_a_scheduled_job_by_hand(kb_env: dict[str, str]) -> None:
+    proposed = json.loads(kb(kb_env, "propose", "--title", "Drain a node", "--by", "alice", "--json",
+                             "Cordon the node, then `kubectl drain NODE --ignore-daemonsets`.").stdout)
+    assert kb(kb_env, "approve", str(proposed["id"]), "--by", "bob").returncode == 0
+    done = kb(kb_env, "job", "reconcile")
+    assert done.returncode == 0 and done.stdout.strip() == "job reconcile done", done.stderr
+    import sqlite3
+
+    with sqlite3.connect(Path(kb_env["KB_DATA_DIR"]) / "kb.sqlite3") as db:
+        rows = db.execute("SELECT role, actor, status FROM tasks WHERE command = 'reconcile'").fetchall()
+    # the job's own task, and the reconcile task inside it (with the drift it compared and repaired)
+    assert sorted(rows) == [("scheduler", "kb-scheduler", "succeeded"), ("scheduler", "kb-scheduler:cli", "succeeded")]
+    unknown = kb(kb_env, "job", "make_coffee")
+    assert unknown.returncode == 2 and "make_coffee" in unknown.stderr
