@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.helpers import ROOT
+from tests.deploy.helpers import ROOT, known_env_names
 
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
@@ -148,6 +148,14 @@ def test_data_dir_is_the_volume(final: Stage) -> None:
     env = env_of(final)
     assert json.loads(final.last("VOLUME")) == [env["KB_DATA_DIR"]]
     assert "/opt/kb/bin" in env["PATH"].split(":")[0]
+
+
+def test_image_env_sets_only_real_settings(stages: list[Stage]) -> None:
+    python_env = {"PATH", "PYTHONPATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}
+    known = known_env_names()
+    for stage in stages:
+        for name in env_of(stage):
+            assert name in known or name in python_env or name.startswith("PIP_"), f"ENV {name} is not a setting"
 
 
 def run_entrypoint(env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:

@@ -82,28 +82,46 @@ def test_every_metric_used_is_exported(dashboard: dict[str, Any]) -> None:
     assert used == set(METRICS), f"exported but not on the dashboard: {sorted(set(METRICS) - used)}"
 
 
-def test_labels_belong_to_the_metrics_queried(dashboard: dict[str, Any]) -> None:
-    for title, expr in queries(dashboard):
-        allowed = set().union(*(METRICS[name] for name in METRIC_NAME.findall(expr))) | TARGET_LABELS
-        labels = {label.strip() for group in GROUPING.findall(expr) for label in group.split(",") if label.strip()}
-        for selector in SELECTOR.findall(expr):
-            labels |= {m.group(1) for m in re.finditer(r"(\w+)\s*(?:=~|!~|!=|=)", selector)}
-        assert labels <= allowed, f"{title}: labels {sorted(labels - allowed)} are not on {expr}"
+def expression_problems(expr: str) -> list[str]:
+    """What is wrong with a PromQL expression over kb-bot's metrics (shared with test_operations_doc.py)."""
+    problems = []
+    names = METRIC_NAME.findall(expr)
+    unknown = sorted(set(names) - set(METRICS))
+    if unknown:
+        return [f"not exported by kb-bot: {unknown}"]
+    allowed = set().union(*(METRICS[name] for name in names)) | TARGET_LABELS
+    labels = {label.strip() for group in GROUPING.findall(expr) for label in group.split(",") if label.strip()}
+    for selector in SELECTOR.findall(expr):
+        labels |= {m.group(1) for m in re.finditer(r"(\w+)\s*(?:=~|!~|!=|=)", selector)}
+    if not labels <= allowed:
+        problems.append(f"labels {sorted(labels - allowed)} are not on {sorted(set(names))}")
+    for match in METRIC_NAME.finditer(expr):
+        name = match.group()
+        if name.endswith(("_total", "_bucket")) and not expr[:match.start()].rstrip().endswith(("rate(", "increase(")):
+            problems.append(f"{name} is a counter: rate() or increase() it")
+        if name in GAUGES and re.search(r"\bsum\b", expr):
+            problems.append(f"every replica reports {name}: take the max, not the sum")
+    for quantile in re.finditer(r"histogram_quantile\(\s*[\d.]+\s*,\s*(\w+)\s*by\s*\(([^)]*)\)", expr):
+        if "le" not in {label.strip() for label in quantile.group(2).split(",")}:
+            problems.append("histogram_quantile needs the le label kept")
+    for le in re.findall(r'\ble="([^"]+)"', expr):
+        if le != "+Inf" and "." not in le:
+            problems.append(f'le="{le}": prometheus_client writes buckets as floats (le="10.0")')
+    return problems
 
 
-def test_queries_use_each_metric_type_correctly(dashboard: dict[str, Any]) -> None:
+def test_every_query_is_sound(dashboard: dict[str, Any]) -> None:
     for title, expr in queries(dashboard):
-        for match in METRIC_NAME.finditer(expr):
-            name = match.group()
-            before = expr[:match.start()].rstrip()
-            if name.endswith(("_total", "_bucket")):
-                assert before.endswith(("rate(", "increase(")), f"{title}: {name} is a counter: rate() it"
-            if name in GAUGES:
-                assert not re.search(r"\bsum\b", expr), f"{title}: every replica reports {name}: max, not sum"
-        for quantile in re.finditer(r"histogram_quantile\(\s*[\d.]+\s*,\s*(\w+)\s*by\s*\(([^)]*)\)", expr):
-            assert "le" in {label.strip() for label in quantile.group(2).split(",")}, f"{title}: keep le"
-        for le in re.findall(r'le="([^"]+)"', expr):
-            assert le == "+Inf" or "." in le, f"{title}: prometheus_client writes buckets as floats (le=\"10.0\")"
+        assert not expression_problems(expr), f"{title}: {expression_problems(expr)} in {expr}"
+
+
+def test_the_query_checks_catch_mistakes() -> None:
+    assert expression_problems("sum(kb_commands_total)")  # a counter without rate()
+    assert expression_problems("sum(kb_outbox_depth)")  # a gauge summed over replicas
+    assert expression_problems('sum by (model) (rate(kb_answers_total[5m]))')  # a label the metric lacks
+    assert expression_problems('histogram_quantile(0.9, sum by (command) (rate(kb_command_seconds_bucket[5m])))')
+    assert expression_problems('rate(kb_ack_seconds_bucket{le="3"}[5m])')
+    assert not expression_problems('histogram_quantile(0.9, sum by (le) (rate(kb_ack_seconds_bucket[5m])))')
 
 
 def test_template_variables_are_defined(dashboard: dict[str, Any]) -> None:
