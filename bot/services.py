@@ -491,8 +491,11 @@ class KnowledgeService:
         name = alert.name.strip()
         with self.db.session() as session:
             active = select(Entry).where(Entry.status == EntryStatus.ACTIVE)
-            entry = session.exec(active.where(func.lower(Entry.title) == name.lower())).first()
-            how = "title"
+            titled = list(session.exec(active.where(func.lower(Entry.title) == name.lower())))
+            entry, how = (titled[0] if titled else None), "title"
+            if len(titled) > 1:  # several runbooks share the title: the one search ranks first for the alert
+                ranks = {h.entry_id: n for n, h in enumerate(self._retrieve(alert.search_text, k=20))}
+                entry = min(titled, key=lambda e: ranks.get(e.id or 0, len(ranks)))
             if entry is None:
                 alias = json.dumps(f"alert:{name}".lower())
                 entry = session.exec(active.where(func.lower(cast(Entry.tags, String)).contains(alias))).first()
