@@ -25,19 +25,9 @@ RUN groupadd --system --gid 10001 kb \
  && mkdir -p /var/lib/kb \
  && chown kb:kb /var/lib/kb
 COPY --from=build /opt/kb /opt/kb
-# store/db.py finds the alembic migrations at <the directory holding store/>/alembic, and the installed wheel does
-# not ship them (site-packages/alembic is the alembic library itself). So the image also keeps the source tree
-# with alembic/ beside it in /app and puts /app first on the import path: `kb` then imports bot, store and
-# handlers from /app and migrates from /app/alembic. Drop PYTHONPATH and this copy once the migrations ship
-# inside the package.
-WORKDIR /app
-COPY alembic ./alembic
-COPY bot ./bot
-COPY store ./store
-COPY handlers ./handlers
 COPY --chmod=0755 deploy/docker/entrypoint.sh /usr/local/bin/kb-entrypoint
+WORKDIR /home/kb
 ENV PATH=/opt/kb/bin:$PATH \
-    PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     KB_DATA_DIR=/var/lib/kb \

@@ -23,23 +23,26 @@ def _default_binary_dir() -> Path:
 class Settings(BaseSettings):
     """kb-bot configuration: ``KB_*`` variables, plus the libraries' own variable names where they have one."""
 
-    model_config = SettingsConfigDict(env_prefix="KB_", env_file=".env", extra="ignore", populate_by_name=True)
+    # An empty variable (ANTHROPIC_API_KEY=) means unset, not an empty key.
+    model_config = SettingsConfigDict(env_prefix="KB_", env_file=".env", extra="ignore", populate_by_name=True,
+                                      env_ignore_empty=True)
 
     data_dir: Path = Field(default_factory=_default_data_dir, description="Where embedded SQLite/Weaviate live.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; SQLite in data_dir when unset.")
 
     weaviate_url: str | None = Field(None, description="HTTP URL of a Weaviate cluster; embedded when unset.")
     weaviate_grpc_url: str | None = Field(None, description="gRPC address (host:port) of the cluster.")
-    weaviate_api_key: SecretStr | None = None
-    weaviate_version: str = DEFAULT_WEAVIATE_VERSION
-    weaviate_binary_dir: Path = Field(default_factory=_default_binary_dir)
+    weaviate_api_key: SecretStr | None = Field(None, description="API key of the Weaviate cluster.")
+    weaviate_version: str = Field(DEFAULT_WEAVIATE_VERSION, description="Server version for embedded mode.")
+    weaviate_binary_dir: Path = Field(default_factory=_default_binary_dir,
+                                      description="Where embedded mode finds the Weaviate server binary.")
     weaviate_port: int = Field(8079, description="HTTP port of the embedded server.")
     weaviate_grpc_port: int = Field(50060, description="gRPC port of the embedded server.")
     index_name: str = Field("KbChunks", description="Alias that search reads; rebuilds swap it.")
     korean_tokenizer: str = Field("kagome_kr", description="Weaviate tokenization for Korean text.")
 
     embed_max_chars: int = Field(600, ge=64, description="Characters of each chunk that get embedded.")
-    chunk_max_chars: int = Field(1800, ge=200)
+    chunk_max_chars: int = Field(1800, ge=200, description="Longest chunk (split along headings) in the index.")
     search_alpha: float = Field(
         0.65, ge=0.0, le=1.0,
         description="Vote of the vector list against each keyword list in rank fusion: 0 keyword only, 1 vector only.",
@@ -49,7 +52,7 @@ class Settings(BaseSettings):
         description="The bot says it does not know when no retrieved passage reaches this cosine similarity.",
     )
 
-    allow_self_approval: bool = False
+    allow_self_approval: bool = Field(False, description="Let authors approve their own proposals.")
     review_interval_days: int = Field(90, ge=1, description="Days until an approved entry is due for re-verification.")
     review_interval_by_tag: dict[str, int] = Field(
         default_factory=dict, description='Per-tag review intervals in days, JSON: {"security": 30}.')
@@ -75,10 +78,12 @@ class Settings(BaseSettings):
     log_format: str = Field("json", pattern="^(json|text)$", description="json: one JSON object a line, task id in.")
 
     anthropic_api_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "KB_ANTHROPIC_API_KEY")
+        None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "KB_ANTHROPIC_API_KEY"),
+        description="Claude for the agent roles; each role has a deterministic fallback without it.",
     )
     anthropic_base_url: str | None = Field(
-        None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "KB_ANTHROPIC_BASE_URL")
+        None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "KB_ANTHROPIC_BASE_URL"),
+        description="Another Messages API endpoint (a gateway, a test server).",
     )
     anthropic_model: str = Field("claude-sonnet-5-5", description="Claude model of the Answerer and the Curator.")
     anthropic_small_model: str = Field("claude-haiku-5-5", description="Claude model of the Reviewer.")
@@ -88,19 +93,22 @@ class Settings(BaseSettings):
     duplicate_min_similarity: float = Field(
         0.94, ge=0.0, le=1.0, description="Reviewer: a draft this similar (cosine) to an entry is a near-duplicate."
     )
-    sentry_dsn: SecretStr | None = Field(None, validation_alias=AliasChoices("SENTRY_DSN", "KB_SENTRY_DSN"))
+    sentry_dsn: SecretStr | None = Field(None, validation_alias=AliasChoices("SENTRY_DSN", "KB_SENTRY_DSN"),
+                                         description="Error reporting; events carry the task id, secrets scrubbed.")
     slack_bot_token: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "KB_SLACK_BOT_TOKEN")
+        None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "KB_SLACK_BOT_TOKEN"), description="xoxb- token."
     )
     slack_app_token: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "KB_SLACK_APP_TOKEN")
+        None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "KB_SLACK_APP_TOKEN"),
+        description="xapp- token: Socket Mode.",
     )
     slack_signing_secret: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "KB_SLACK_SIGNING_SECRET")
+        None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "KB_SLACK_SIGNING_SECRET"),
+        description="HTTP mode: every request's signature is verified with it.",
     )
-    slack_api_url: str | None = None
-    approval_channel: str | None = None
-    approvers: str = ""
+    slack_api_url: str | None = Field(None, description="Another Slack Web API base URL (a proxy, a test server).")
+    approval_channel: str | None = Field(None, description="Channel id where approval cards and digests go.")
+    approvers: str = Field("", description="Approvers: user ids and/or user group ids, comma-separated; * for anyone.")
 
     @field_validator("data_dir", "weaviate_binary_dir", mode="after")
     @classmethod

@@ -6,9 +6,9 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,36 +184,38 @@ def test_entrypoint_is_executable_in_git() -> None:
     assert ENTRYPOINT.read_text(encoding="utf-8").startswith("#!/bin/sh\n")
 
 
-def test_the_image_layout_can_migrate(final: Stage, tmp_path: Path) -> None:
-    """Rebuild the runtime stage's copies of the build context in a fake root, put its PYTHONPATH first, and run
-    the migrations from there: what `kb serve` does first in the container."""
-    image_root = tmp_path / "image"
-    workdir = Path(final.last("WORKDIR"))
-    for sources, destination in copies(final):
-        target = Path(destination) if destination.startswith("/") else workdir / destination
-        for source in sources:
-            origin = ROOT / source
-            where = image_root / target.relative_to("/")
-            if origin.is_dir():
-                shutil.copytree(origin, where, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                where.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(origin, where)
-    pythonpath = env_of(final).get("PYTHONPATH")
-    assert pythonpath, "without PYTHONPATH the image imports site-packages, whose store cannot find the migrations"
-    paths = [str(image_root / Path(p).relative_to("/")) for p in pythonpath.split(":")]
+def test_the_installed_package_can_migrate(tmp_path: Path) -> None:
+    """Build the wheel the image's `pip install .` builds, unpack it alone (no source tree on the path), and run
+    the migrations from it: what `kb serve` does first in the container."""
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                            "-w", str(tmp_path / "dist"), str(ROOT)], capture_output=True, text=True, timeout=300,
+                           check=False)
+    assert built.returncode == 0, built.stderr[-2000:]
+    [wheel] = (tmp_path / "dist").glob("*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        archive.extractall(site)
+    assert "store/migrations/env.py" in names and "store/migrations/script.py.mako" in names
+    assert any(n.startswith("store/migrations/versions/0001") for n in names)
     script = (
-        "import sys, store.db as db\n"
-        f"assert db.__file__.startswith({str(image_root)!r}), db.__file__\n"
+        "import store.db as db\n"
+        f"assert db.__file__.startswith({str(site)!r}), db.__file__\n"
         f"db.migrate('sqlite:///{tmp_path / 'kb.sqlite3'}')\n"
         "from sqlalchemy import create_engine, inspect\n"
         f"print(sorted(inspect(create_engine('sqlite:///{tmp_path / 'kb.sqlite3'}')).get_table_names()))\n"
     )
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)}, timeout=120, check=False)
+                            env={**os.environ, "PYTHONPATH": str(site)}, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     tables = result.stdout
-    assert "alembic_version" in tables and "outbox" in tables, tables
+    assert "alembic_version" in tables and "index_outbox" in tables and "channel_settings" in tables, tables
+
+
+def test_the_image_has_no_source_tree_on_the_import_path(final: Stage) -> None:
+    assert "PYTHONPATH" not in env_of(final)
+    copied = {source for sources, _ in copies(final) for source in sources}
+    assert not copied & {"bot", "store", "handlers", "alembic"}, copied
 
 
 def pattern_regex(pattern: str) -> str:
