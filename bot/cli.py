@@ -67,7 +67,8 @@ def import_(ctx: click.Context, paths: tuple[Path, ...], approved_by: str | None
     data = {"created": report.created, "updated": report.updated, "unchanged": report.unchanged,
             "proposed": report.proposed, "failed": report.failed,
             "indexed": report.sync.applied if report.sync else 0,
-            "index_errors": report.sync.errors if report.sync else []}
+            "index_errors": report.sync.errors if report.sync else [],
+            "keyword_ready_seconds": report.keyword_ready_seconds, "hybrid_ready_seconds": report.hybrid_ready_seconds}
     if as_json:
         _json_out(data)
     else:

@@ -99,6 +99,9 @@ def decided(data: dict[str, Any]) -> str:
 def import_report(data: dict[str, Any]) -> str:
     text = (f"Imported: {data['created']} new, {data['updated']} updated, {data['unchanged']} unchanged, "
             f"{data['proposed']} proposed for review. Indexed {data['indexed']}.")
+    if data.get("keyword_ready_seconds") is not None:
+        text += (f" Searchable by keyword after {data['keyword_ready_seconds']:.1f} s, with vectors (hybrid) after "
+                 f"{data['hybrid_ready_seconds']:.1f} s.")
     for failure in data["failed"]:
         text += f"\nskipped {failure}"
     if data["index_errors"]:

@@ -45,6 +45,7 @@ from store.models import (
     EntryVersion,
     Origin,
     OutboxEvent,
+    OutboxOp,
     Proposal,
     ProposalKind,
     ProposalRevision,
@@ -71,6 +72,8 @@ class ImportReport:
     proposed: int = 0
     failed: list[str] = field(default_factory=list)
     sync: SyncReport | None = None
+    keyword_ready_seconds: float | None = None  # from the start until every entry was searchable by keyword
+    hybrid_ready_seconds: float | None = None  # ... until every chunk had its vector
 
 
 @dataclass
@@ -637,6 +640,7 @@ class KnowledgeService:
         """Import documents; ``approved_by`` makes them approved entries, else pending proposals.
         Re-importing unchanged documents changes nothing; a changed one becomes a new version."""
         report = ImportReport()
+        timer = Timer()
         documents = list(read_documents(paths))
         with self._run_task(role="librarian", command="import", actor=approved_by or proposer,
                       input=" ".join(map(str, paths)), plan=["read", "store", "index"]) as task:
@@ -647,11 +651,21 @@ class KnowledgeService:
                     except BadInput as exc:  # one bad document must not stop the others
                         report.failed.append(f"{document.source_ref}: {exc}")
             if approved_by and sync:
-                with task.step("index"):
-                    report.sync = self.sync_outbox_safely()
+                # Keyword-first: every entry is searchable by BM25 within seconds (vectors from the cache
+                # only), then the missing vectors are computed and the entries become fully hybrid.
+                with task.step("index_keyword") as step:
+                    report.sync = self.sync_outbox_safely(embed=False)
+                    report.keyword_ready_seconds = step["seconds"] = round(timer.seconds, 2)
+                with task.step("index_vectors") as step:
+                    vectors = self.fill_vectors()
+                    step["applied"] = vectors.applied
+                    report.sync.applied += vectors.applied
+                    report.sync.errors += vectors.errors
+                    report.hybrid_ready_seconds = step["seconds"] = round(timer.seconds, 2)
             task.result = {"created": report.created, "updated": report.updated,
                            "unchanged": report.unchanged, "proposed": report.proposed,
-                           "failed": report.failed}
+                           "failed": report.failed, "keyword_ready_seconds": report.keyword_ready_seconds,
+                           "hybrid_ready_seconds": report.hybrid_ready_seconds}
         return report
 
     def _import_one(self, document: Any, *, approved_by: str | None, proposer: str, report: ImportReport
@@ -684,13 +698,24 @@ class KnowledgeService:
                 report.updated += 1
 
     # --- the index ----------------------------------------------------------------------------------
-    def sync_outbox(self) -> SyncReport:
-        return self.indexer.sync_outbox()
+    def sync_outbox(self, *, embed: bool = True) -> SyncReport:
+        return self.indexer.sync_outbox(embed=embed)
 
-    def sync_outbox_safely(self) -> SyncReport:
+    def fill_vectors(self) -> SyncReport:
+        """Apply the outbox until no entry waits for its vectors (or the index refuses)."""
+        total = SyncReport()
+        while any(e.op == OutboxOp.VECTORIZE for e in pending_outbox(self.db, due_only=True)):
+            report = self.sync_outbox_safely()
+            total.applied += report.applied
+            total.errors += report.errors
+            if report.errors or not report.applied:
+                break
+        return total
+
+    def sync_outbox_safely(self, *, embed: bool = True) -> SyncReport:
         """Apply the outbox now if the index is reachable; if not, the events wait for the next sync."""
         try:
-            return self.sync_outbox()
+            return self.sync_outbox(embed=embed)
         except KbError as exc:
             log.warning("index not updated yet: %s", exc)
             due = pending_outbox(self.db, due_only=True)

@@ -59,6 +59,7 @@ class Origin(StrEnum):
 class OutboxOp(StrEnum):
     UPSERT = "upsert"
     DELETE = "delete"
+    VECTORIZE = "vectorize"  # the entry is searchable by keyword already; its vectors are still to be computed
 
 
 class TaskStatus(StrEnum):
