@@ -30,7 +30,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bot.config import Settings  # noqa: E402
-from bot.roles.answerer import confidence  # noqa: E402
 from bot.services import KnowledgeService  # noqa: E402
 from bot.wiring import build_service  # noqa: E402
 
@@ -58,8 +57,6 @@ class Outcome:
 
     ranked: list[str]
     refused: bool | None = None
-    confidence: float | None = None
-    unknown_terms: list[str] | None = None
 
 
 @dataclass
@@ -173,9 +170,7 @@ def run_ours(service: KnowledgeService, questions: list[Question]) -> dict[str, 
     for question in questions:
         hits = service.search(question.text, k=10, actor="quality-benchmark")
         answer, _ = service.ask(question.text, actor="quality-benchmark")
-        outcomes[question.qid] = Outcome(ranked=[h.source_ref for h in hits], refused=not answer.grounded,
-                                         confidence=answer.confidence if answer.confidence is not None
-                                         else confidence(answer.hits or hits[:5]), unknown_terms=answer.unknown_terms)
+        outcomes[question.qid] = Outcome(ranked=[h.source_ref for h in hits], refused=not answer.grounded)
     return outcomes
 
 
@@ -257,8 +252,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="where the benchmark's SQLite and Weaviate live (default: a folder under /tmp)")
     parser.add_argument("--quick", action="store_true", help="~10 documents and a few questions: a smoke test")
     parser.add_argument("--json-out", type=Path, default=None, help="also write the figures as JSON here")
-    parser.add_argument("--per-question", type=Path, default=None,
-                        help="also write each question's ranking, confidence and refusal here (JSONL)")
     parser.add_argument("--port", type=int, default=None, help="embedded Weaviate HTTP port (default: settings)")
     parser.add_argument("--grpc-port", type=int, default=None, help="embedded Weaviate gRPC port")
     return parser.parse_args(argv)
@@ -286,10 +279,6 @@ def main(argv: list[str] | None = None) -> int:
     results = {name: figures(items, ours, bm25) for name, items in groups(questions).items()}
     print(f"{len(questions)} questions, search + ask in {elapsed:.1f}s\n")
     print(table(results))
-    if args.per_question:
-        args.per_question.write_text("".join(
-            json.dumps({"qid": q.qid, "lang": q.lang, "kind": q.kind, "relevant": q.relevant, **vars(ours[q.qid])},
-                       ensure_ascii=False) + "\n" for q in questions), encoding="utf-8")
     if args.json_out:
         payload = {name: vars(f) for name, f in results.items()}
         args.json_out.write_text(json.dumps(payload, indent=2), encoding="utf-8")

@@ -11,11 +11,14 @@ from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 
 from bot.config import Settings
+from bot.metrics import Timer
+from bot.scheduler import KbScheduler
 from bot.services import KnowledgeService
-from handlers import answers, capture, commands, home, proposals
+from handlers import answers, capture, channel, commands, home, proposals, verification
 from handlers.errors import global_error_handler
+from handlers.notify import SlackNotifier
 
-HANDLER_MODULES = (commands, proposals, answers, capture, home)
+HANDLER_MODULES = (commands, proposals, answers, capture, home, verification, channel)
 log = logging.getLogger(__name__)
 
 
@@ -41,10 +44,23 @@ def create_app(settings: Settings, service: KnowledgeService, *, client: WebClie
 
     @app.middleware
     def provide_service(context: BoltContext, next: Callable[[], Any]) -> Any:
+        """The service for every listener, and the time until Slack's request is acknowledged (Bolt returns
+        from the chain once ``ack()`` is called; lazy work goes on afterwards)."""
         context["kb"] = service
-        return next()
+        timer = Timer()
+        try:
+            return next()
+        finally:
+            service.metrics.ack_seconds.observe(timer.seconds)
 
     app.error(global_error_handler)
     for module in HANDLER_MODULES:
         module.register(app)
     return app
+
+
+def start_scheduler(settings: Settings, service: KnowledgeService, app: App) -> KbScheduler | None:
+    """The scheduled jobs, their messages sent through the app's Slack client (one replica is elected)."""
+    if not settings.scheduler_enabled:
+        return None
+    return KbScheduler(service, SlackNotifier(app.client, settings)).start()

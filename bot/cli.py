@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 from pydantic import ValidationError
 
-from bot import render
+from bot import logs, render
 from bot.config import Settings
 from bot.services import KnowledgeService
 from bot.wiring import build_service
@@ -67,7 +67,8 @@ def import_(ctx: click.Context, paths: tuple[Path, ...], approved_by: str | None
     data = {"created": report.created, "updated": report.updated, "unchanged": report.unchanged,
             "proposed": report.proposed, "failed": report.failed,
             "indexed": report.sync.applied if report.sync else 0,
-            "index_errors": report.sync.errors if report.sync else []}
+            "index_errors": report.sync.errors if report.sync else [],
+            "keyword_ready_seconds": report.keyword_ready_seconds, "hybrid_ready_seconds": report.hybrid_ready_seconds}
     if as_json:
         _json_out(data)
     else:
@@ -155,8 +156,19 @@ def propose(ctx: click.Context, text: str | None, title: str | None, file: Path 
         _json_out(render.proposal_json(proposal))
     else:
         click.echo(f"Proposal #{proposal.id} submitted ({proposal.kind.value}); it waits for an approver.")
-        for note in proposal.review_notes:
+        for note in [*proposal.review_notes, *proposal.review.get("notes", [])]:
             click.echo(note)
+
+
+@cli.command()
+@click.argument("proposal_id", type=int)
+@json_option
+@click.pass_context
+def review(ctx: click.Context, proposal_id: int, as_json: bool) -> None:
+    """Run the Reviewer on a pending proposal again: near-duplicates, contradictions, risky or stale content."""
+    with _service(ctx) as service:
+        found = service.review_proposal(proposal_id)
+    _json_out(found.as_json()) if as_json else click.echo("\n".join(found.notes()))
 
 
 @cli.command()
@@ -341,6 +353,29 @@ def gaps(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("name", type=click.Choice(["outbox_sync", "reconcile", "verification", "approval_reminders",
+                                           "gaps_digest"]))
+@click.pass_context
+def job(ctx: click.Context, name: str) -> None:
+    """Run one scheduled job now (as the elected scheduler would); its messages go to Slack if a token is set."""
+    settings: Settings = ctx.obj["settings"]
+    from bot.notify import NoNotifier, Notifier
+    from bot.scheduler import KbScheduler
+
+    with _service(ctx) as service:
+        notifier: Notifier = NoNotifier()
+        if settings.slack_bot_token is not None:
+            from bot.app import web_client
+            from handlers.notify import SlackNotifier
+
+            notifier = SlackNotifier(web_client(settings), settings)
+        ok = KbScheduler(service, notifier, holder="cli").run(name)
+    if not ok:
+        raise KbError(f"job {name} failed; see the log (KB_LOG_LEVEL=INFO) and `kb trace`")
+    click.echo(f"job {name} done")
+
+
+@cli.command()
 @click.option("--port", default=3000, show_default=True, help="HTTP mode: the port for /slack/events and /healthz.")
 @click.option("--host", default="0.0.0.0", show_default=True, help="HTTP mode: the address to listen on.")
 @click.option("--as", "actor", default=lambda: os.environ.get("USER", "you"), help="Console: who you are.")
@@ -355,37 +390,35 @@ def serve(ctx: click.Context, port: int, host: str, actor: str) -> None:
         if settings.slack_app_token is None and settings.slack_signing_secret is None:
             from bot.console import Console
 
-            _log_to_file(settings.data_dir / "kb.log")  # keep the terminal for the conversation
+            logs.configure(settings.log_format, path=settings.data_dir / "kb.log")  # the terminal is for talking
             Console(settings, service, user=actor, stdin=sys.stdin, stdout=sys.stdout).run()
             return
-        from bot.app import create_app
+        from bot.app import create_app, start_scheduler
 
+        logs.configure(settings.log_format, level=os.environ.get("KB_LOG_LEVEL", "INFO"))
         bolt_app = create_app(settings, service)
-        if settings.slack_app_token is not None:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
+        scheduler = start_scheduler(settings, service, bolt_app)
+        try:
+            if settings.slack_app_token is not None:
+                from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-            SocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value()).start()  # type: ignore[no-untyped-call]
-            return
-        import uvicorn
+                from bot.metrics import serve_metrics
 
-        from bot.http import create_http_app
+                serve_metrics(service.metrics, settings.metrics_port)
+                SocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value()).start()  # type: ignore[no-untyped-call]
+                return
+            import uvicorn
 
-        uvicorn.run(create_http_app(bolt_app, service), host=host, port=port, log_level="warning")
+            from bot.http import create_http_app
 
-
-def _log_to_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
+            uvicorn.run(create_http_app(bolt_app, service), host=host, port=port, log_level="warning")
+        finally:
+            if scheduler is not None:
+                scheduler.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=os.environ.get("KB_LOG_LEVEL", "WARNING").upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure("text", level=os.environ.get("KB_LOG_LEVEL", "WARNING"))
     try:
         code = cli.main(args=argv, prog_name="kb", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -176,6 +176,9 @@ class Console:
         self.dispatch(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
 
     def fill_modal(self, view: dict[str, Any]) -> None:
+        if not any(block.get("type") == "input" for block in view.get("blocks", [])):
+            self.say(text_of(view.get("blocks", []), ""))  # a view with nothing to fill in (drafting…) is shown
+            return
         self.say(f"== {view.get('title', {}).get('text', 'Form')} == (Enter keeps the value in brackets)")
         values: dict[str, dict[str, Any]] = {}
         for block in view.get("blocks", []):

@@ -1,7 +1,9 @@
-"""HTTP mode: Bolt's `/slack/events` behind Starlette (for replicas behind a load balancer), and `/healthz`."""
+"""HTTP mode: Bolt's `/slack/events` behind Starlette (for replicas behind a load balancer), `/healthz` and
+`/metrics` (Prometheus)."""
 
 from __future__ import annotations
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt import App
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from sqlalchemy import text
@@ -40,7 +42,12 @@ def create_http_app(bolt_app: App, service: KnowledgeService) -> Starlette:
             return JSONResponse({"ok": False, "database": str(exc)[:200]}, status_code=503)
         return JSONResponse({"ok": True})
 
+    async def metrics(_: Request) -> Response:
+        payload = await run_in_threadpool(generate_latest, service.metrics.registry)
+        return Response(payload, media_type=CONTENT_TYPE_LATEST)
+
     return Starlette(routes=[
         Route("/slack/events", slack_events, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
     ])

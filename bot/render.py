@@ -25,7 +25,7 @@ def proposal_json(proposal: Proposal) -> dict[str, Any]:
     return {"id": proposal.id, "kind": proposal.kind.value, "title": proposal.title,
             "status": proposal.status.value, "proposer": proposal.proposer, "entry_id": proposal.entry_id,
             "base_version": proposal.base_version, "revision": proposal.revision, "origin": proposal.origin.value,
-            "review_notes": proposal.review_notes,
+            "review_notes": proposal.review_notes, "review": proposal.review,
             "created_at": _iso(proposal.created_at)}
 
 
@@ -81,7 +81,11 @@ def hits(found: list[EntryHit]) -> str:
 
 
 def answer(result: Answer, task_id: str) -> str:
-    return f"{result.text}\n\n(task {task_id})"
+    degraded = "(degraded: the language model was unavailable, so these are quoted passages)\n\n" \
+        if result.degraded else ""
+    sources = "\n".join(f"[{n}] {c.title} (entry #{c.entry_id} v{c.version})"
+                        for n, c in enumerate(result.citations, 1)) if result.mode == "claude" else ""
+    return f"{degraded}{result.text}\n\n{sources + chr(10) * 2 if sources else ''}(task {task_id})"
 
 
 def decided(data: dict[str, Any]) -> str:
@@ -95,6 +99,9 @@ def decided(data: dict[str, Any]) -> str:
 def import_report(data: dict[str, Any]) -> str:
     text = (f"Imported: {data['created']} new, {data['updated']} updated, {data['unchanged']} unchanged, "
             f"{data['proposed']} proposed for review. Indexed {data['indexed']}.")
+    if data.get("keyword_ready_seconds") is not None:
+        text += (f" Searchable by keyword after {data['keyword_ready_seconds']:.1f} s, with vectors (hybrid) after "
+                 f"{data['hybrid_ready_seconds']:.1f} s.")
     for failure in data["failed"]:
         text += f"\nskipped {failure}"
     if data["index_errors"]:

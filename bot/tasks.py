@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -15,6 +15,15 @@ from store.models import Task, TaskStatus, utcnow
 
 log = logging.getLogger(__name__)
 current_task_id: ContextVar[str | None] = ContextVar("current_task_id", default=None)
+current_task_labels: ContextVar[dict[str, str]] = ContextVar("current_task_labels", default={})  # noqa: B039
+
+
+class TaskIdFilter(logging.Filter):
+    """Puts the running task's id (or ``-``) on every log record, for the formatter's ``%(task_id)s``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.task_id = current_task_id.get() or "-"
+        return True
 
 
 class TaskRun:
@@ -60,20 +69,29 @@ class TaskRun:
             session.add(row)
 
 
+TaskObserver = Callable[[TaskRun, str, float], None]  # run, outcome (succeeded|failed), seconds
+
+
 @contextmanager
-def run_task(db: Database, *, role: str, command: str, actor: str, input: str, plan: list[str]
-             ) -> Iterator[TaskRun]:
+def run_task(db: Database, *, role: str, command: str, actor: str, input: str, plan: list[str],
+             on_finish: TaskObserver | None = None) -> Iterator[TaskRun]:
     task = Task(id=uuid.uuid4().hex[:12], role=role, command=command, actor=actor, input=input[:4000], plan=plan)
     with db.session() as session:
         session.add(task)
     run = TaskRun(db, task)
     token = current_task_id.set(task.id)
+    labels = current_task_labels.set({"task_id": task.id, "role": role, "command": command})
     try:
         yield run
     except BaseException as exc:
         run._save(TaskStatus.FAILED, f"{type(exc).__name__}: {exc}")
+        if on_finish is not None:
+            on_finish(run, "failed", time.perf_counter() - run._started)
         raise
     else:
         run._save(TaskStatus.SUCCEEDED, None)
+        if on_finish is not None:
+            on_finish(run, "succeeded", time.perf_counter() - run._started)
     finally:
+        current_task_labels.reset(labels)
         current_task_id.reset(token)

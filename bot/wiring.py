@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.config import Settings
+from bot.roles.llm import make_claude
 from bot.services import KnowledgeService
 from store.db import Database, migrate
 from store.embeddings import CachedEmbedder, Embedder, default_embedder
@@ -38,5 +39,5 @@ def build_service(settings: Settings, *, embedder: Embedder | None = None) -> Kn
     return KnowledgeService(
         settings=settings, db=db, index=None,
         embedder=CachedEmbedder(embedder or default_embedder(), db),
-        connect_index=lambda: open_index(settings),
+        connect_index=lambda: open_index(settings), claude=make_claude(settings),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -21,12 +22,13 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.channel import RunbookMatch
 from bot.home import CitationDetail, HomeSummary
 from bot.roles.answerer import Answer
 from handlers import ids
 from handlers.text import MAX_BLOCKS_MESSAGE, MAX_BLOCKS_MODAL, MAX_INPUT_CHARS, clip, escape, split_text
-from handlers.values import AnswerRef, ProposalRef, encode_answer, encode_proposal
-from store.models import Decision, Entry, Proposal, Task
+from handlers.values import AnswerRef, EntryRef, ProposalRef, encode_answer, encode_entry, encode_proposal
+from store.models import CaptureDraft, Decision, Entry, Proposal, Task
 
 HELP = (
     "*kb* answers from approved runbooks, with citations.\n"
@@ -36,8 +38,17 @@ HELP = (
     "• `/kb show <entry id>`: an entry and its history\n"
     "• `/kb pending`: proposals waiting for approval (approvers)\n"
     "• `/kb trace <task id>`: what a command did, step by step\n"
+    "• `/kb channel [off|answer|alert|both]`: where the bot speaks up unasked (approvers set it)\n"
+    "• `@kb <question>` in a thread, or a DM: answered in the thread; follow-ups there too\n"
+    "• React with :books: on a message: draft a proposal from its thread (sent to you by DM)\n"
     "• `/kb help`: this message"
 )
+
+
+DEGRADED_NOTE = (":warning: Degraded answer: the language model was unavailable, so these are the key lines of "
+                 "the approved passages, quoted.")
+REVIEW_ICONS = {"update": ":arrows_counterclockwise:", "duplicate": ":twisted_rightwards_arrows:",
+                "contradiction": ":warning:", "risky": ":rotating_light:", "stale": ":hourglass:"}
 
 
 def _mrkdwn_sections(text: str) -> list[Block]:
@@ -86,8 +97,7 @@ def answer_blocks(answer: Answer, details: Sequence[CitationDetail], task_id: st
                   ) -> list[Block]:
     blocks: list[Block] = [*_mrkdwn_sections(answer.text)]
     if answer.degraded:
-        blocks.insert(0, ContextBlock(elements=[MarkdownTextObject(
-            text=":warning: Degraded answer: the language model was unavailable, so these are quoted passages.")]))
+        blocks.insert(0, ContextBlock(elements=[MarkdownTextObject(text=DEGRADED_NOTE)]))
     if details:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(
             text=clip("\n".join(f"[{n}] {citation_line(d)}" for n, d in enumerate(details, 1)), 3000))]))
@@ -121,6 +131,7 @@ def card_blocks(proposal: Proposal, *, permalink: str | None, decision: Decision
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text="tags: " + escape(", ".join(proposal.tags)))]))
     for note in proposal.review_notes[:3]:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f":mag: {clip(escape(note), 2900)}")]))
+    blocks += review_blocks(proposal.review)
     blocks.append(DividerBlock())
     if decision is None:
         value = encode_proposal(ProposalRef(proposal.id or 0, proposal.revision))
@@ -132,6 +143,34 @@ def card_blocks(proposal: Proposal, *, permalink: str | None, decision: Decision
     else:
         blocks.append(SectionBlock(text=MarkdownTextObject(text=decision_line(decision))))
     return _fit(blocks)
+
+
+def review_blocks(review: dict[str, Any]) -> list[Block]:
+    """The Reviewer's findings on the card: what the approver should check. The Reviewer never decides."""
+    if not review:
+        return [ContextBlock(elements=[MarkdownTextObject(text=":grey_question: Not reviewed yet.")])]
+    who = "Reviewer" if review.get("mode") == "claude" else "Reviewer (similarity check only)"
+    findings = review.get("findings") or []
+    if not findings:
+        lines = [f":white_check_mark: *{who}:* no near-duplicate, contradiction or risky content found."]
+    else:
+        lines = [f"*{who}:*"] + [f"{REVIEW_ICONS.get(f.get('kind', ''), ':mag:')} {escape(str(f.get('text', '')))}"
+                                 for f in findings[:8]]
+    return [SectionBlock(text=MarkdownTextObject(text=clip("\n".join(lines), 3000)))]
+
+
+def streaming_blocks(text: str) -> list[Block]:
+    """An answer still being written: shown as it grows, citations and buttons come with the final version."""
+    return [*_mrkdwn_sections(text)[:20],
+            ContextBlock(elements=[MarkdownTextObject(text=":writing_hand: writing…")])]
+
+
+def drafting_modal(title: str) -> View:
+    """Shown at once while the Curator drafts (Slack allows 3 s to open a modal; drafting takes longer)."""
+    return View(type="modal", callback_id=ids.View.DRAFTING, title=PlainTextObject(text=title),
+                close=PlainTextObject(text="Cancel"), blocks=[
+                    SectionBlock(text=MarkdownTextObject(text=":hourglass_flowing_sand: The Curator is drafting an "
+                                                         "entry from this thread…"))])
 
 
 def decision_line(decision: Decision) -> str:
@@ -153,11 +192,14 @@ def _text_input(block_id: str, action_id: str, label: str, initial: str, *, mult
 
 
 def draft_modal(callback_id: str, title: str, *, draft_title: str, body: str, tags: Sequence[str],
-                private_metadata: str, submit: str) -> View:
-    """A modal with the draft's fields; a body longer than one input holds is split across several."""
+                private_metadata: str, submit: str, notes: Sequence[str] = ()) -> View:
+    """A modal with the draft's fields; a body longer than one input holds is split across several. Notes (what
+    the Curator could not vouch for, what was redacted) come first, for the proposer to check."""
     parts = split_text(body, MAX_INPUT_CHARS) or [""]
-    blocks: list[Block] = [_text_input(ids.Block.TITLE, ids.Field.TITLE, "Title", clip(draft_title, 300))]
-    for n, part in enumerate(parts[: MAX_BLOCKS_MODAL - 3]):
+    blocks: list[Block] = [ContextBlock(elements=[MarkdownTextObject(text=f":mag: {clip(escape(note), 2900)}")])
+                           for note in notes[:2]]
+    blocks.append(_text_input(ids.Block.TITLE, ids.Field.TITLE, "Title", clip(draft_title, 300)))
+    for n, part in enumerate(parts[: MAX_BLOCKS_MODAL - 5]):
         label = "Problem, symptoms and steps" + (f" (part {n + 1} of {len(parts)})" if len(parts) > 1 else "")
         blocks.append(_text_input(f"{ids.Block.BODY}_{n}", ids.Field.BODY, label, part, multiline=True,
                                   optional=n > 0))
@@ -200,8 +242,24 @@ def pending_blocks(proposals: Sequence[Proposal]) -> list[Block]:
     return sections[:MAX_BLOCKS_MESSAGE]
 
 
+def _step_detail(step: dict[str, Any]) -> str:
+    """What a step used and decided: its mode, model and tokens, the entries it retrieved, and any error."""
+    parts = []
+    if step.get("mode"):
+        parts.append(str(step["mode"]))
+    if step.get("model"):
+        parts.append(f"{step['model']} ({step.get('input_tokens', 0)} in / {step.get('output_tokens', 0)} out tokens)")
+    if step.get("entries"):
+        parts.append("entries " + ", ".join(f"#{e[0]}@v{e[1]}" if isinstance(e, list) else f"#{e}"
+                                            for e in step["entries"][:8]))
+    for key in ("llm_error", "error"):
+        if step.get(key):
+            parts.append(f"{key.replace('_', ' ')}: {escape(str(step[key]))}")
+    return f" · {' · '.join(parts)}" if parts else ""
+
+
 def trace_blocks(task: Task) -> list[Block]:
-    lines = [f"• {s.get('name')}: {s.get('status')} in {s.get('ms')} ms" for s in task.steps]
+    lines = [f"• {s.get('name')}: {s.get('status')} in {s.get('ms')} ms{_step_detail(s)}" for s in task.steps]
     text = (f"*Task `{task.id}`* · {task.role} · {task.command} by {_who(task.actor)} · "
             f"{task.status.value} in {task.duration_ms} ms\n*Plan:* {', '.join(task.plan)}\n" + "\n".join(lines))
     if task.error:
@@ -209,7 +267,100 @@ def trace_blocks(task: Task) -> list[Block]:
     return [SectionBlock(text=MarkdownTextObject(text=clip(text, 3000)))]
 
 
-def home_view(summary: HomeSummary) -> View:
+def review_due_blocks(entry: Entry, body: str) -> list[Block]:
+    """The owner's DM: the entry as it stands, and what to do about it."""
+    value = encode_entry(EntryRef(entry.id or 0, entry.current_version))
+    return _fit([
+        SectionBlock(text=MarkdownTextObject(text=clip(
+            f":hourglass: *Is this still true?* Entry #{entry.id} *{escape(entry.title)}* (v{entry.current_version}) "
+            f"was due for re-verification on {_when(entry.review_after)}. You own it.", 3000))),
+        *_mrkdwn_sections(body)[:10],
+        ActionsBlock(elements=[
+            _button("Re-verify", ids.ReviewAction.REVERIFY, value, "primary"),
+            _button("Edit", ids.ReviewAction.EDIT, value),
+            _button("Deprecate", ids.ReviewAction.DEPRECATE, value, "danger"),
+        ]),
+    ])
+
+
+def approval_digest_blocks(proposals: Sequence[Proposal], *, older_than_hours: float) -> list[Block]:
+    lines = [f"• #{p.id} *{escape(p.title)}* by {_who(p.proposer)}, waiting since {_when(p.created_at)}"
+             for p in proposals]
+    header = (f":bell: *{len(proposals)} proposal{'s' if len(proposals) != 1 else ''} waiting more than "
+              f"{older_than_hours:g} h for an approver*")
+    return [SectionBlock(text=MarkdownTextObject(text=clip(header + "\n" + "\n".join(lines), 3000)))]
+
+
+def gaps_digest_blocks(gaps: Sequence[Task]) -> list[Block]:
+    """This week's unanswered questions, each with "Propose an answer"."""
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(
+        text=f":mag: *{len(gaps)} question{'s' if len(gaps) != 1 else ''} the knowledge base could not answer "
+             "this week.* Know the answer? Propose it."))]
+    for gap in gaps[: (MAX_BLOCKS_MESSAGE - 1) // 2]:
+        label = "Propose a runbook" if gap.command == "alert" else "Propose an answer"
+        blocks.append(SectionBlock(
+            text=MarkdownTextObject(text=clip(f"“{escape(gap.input)}” asked by {_who(gap.actor)}", 3000)),
+            accessory=_button(label, ids.AnswerAction.PROPOSE, encode_answer(AnswerRef(gap.id)))))
+    return blocks
+
+
+def runbook_blocks(match: RunbookMatch, alert_name: str) -> list[Block]:
+    """The reply in an alert's thread: the runbook's key steps, entry@version, and the whole entry a click away."""
+    how = {"title": "its title is the alert's name", "alias": "it is tagged with the alert's name",
+           "search": "search"}[match.how]
+    elements = [_button("Show the whole entry", ids.ChannelAction.SHOW_ENTRY,
+                        encode_entry(EntryRef(match.entry_id, match.version)))]
+    if match.source_ref and match.source_ref.startswith(("https://", "http://")):
+        elements.append(ButtonElement(text=PlainTextObject(text="Source"), url=match.source_ref[:3000],
+                                      action_id="entry_source"))
+    return _fit([
+        SectionBlock(text=MarkdownTextObject(text=clip(
+            f":books: Runbook for *{escape(alert_name)}*: *{escape(match.title)}* "
+            f"(entry #{match.entry_id} v{match.version})", 3000))),
+        *_mrkdwn_sections(match.steps)[:10],
+        ContextBlock(elements=[MarkdownTextObject(
+            text=f"entry #{match.entry_id}@v{match.version} · found because {how} · approved knowledge only")]),
+        ActionsBlock(elements=elements),
+    ])
+
+
+def capture_blocks(draft: CaptureDraft) -> list[Block]:
+    """The reactor's DM: the Curator's draft of the thread, to submit, edit or discard."""
+    value = str(draft.id)
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=clip(
+            f":books: You captured a thread. The Curator's draft: *{escape(draft.title)}*", 3000))),
+        *_mrkdwn_sections(draft.body)[:20],
+        *[ContextBlock(elements=[MarkdownTextObject(text=f":mag: {clip(escape(n), 2900)}")]) for n in draft.notes[:2]],
+        ActionsBlock(elements=[
+            _button("Submit for approval", ids.ChannelAction.CAPTURE_SUBMIT, value, "primary"),
+            _button("Edit first", ids.ChannelAction.CAPTURE_EDIT, value),
+            _button("Discard", ids.ChannelAction.CAPTURE_DISCARD, value),
+        ]),
+    ]
+    return _fit(blocks)
+
+
+def channel_mode_text(channel: str, mode: str) -> str:
+    meaning = {"off": "the bot only answers when asked (@kb, /kb)",
+               "answer": "the bot answers questions here when it finds a grounded, confident answer",
+               "alert": "the bot replies to alerts here with their approved runbook",
+               "both": "the bot answers confident questions and replies to alerts with their runbook"}[mode]
+    return f"<#{channel}> is in *{mode}* mode: {meaning}."
+
+
+def deprecate_modal(entry: Entry, private_metadata: str) -> View:
+    return View(type="modal", callback_id=ids.View.DEPRECATE_ENTRY, title=PlainTextObject(text="Deprecate entry"),
+                submit=PlainTextObject(text="Propose"), close=PlainTextObject(text="Cancel"),
+                private_metadata=private_metadata, blocks=[
+                    SectionBlock(text=MarkdownTextObject(
+                        text=f"*#{entry.id}: {escape(entry.title)}*\nAn approver decides; once approved, the entry "
+                             "leaves the index.")),
+                    _text_input(ids.Block.REASON, ids.Field.REASON, "Why is it no longer true?", "", multiline=True),
+                ])
+
+
+def home_view(summary: HomeSummary, channel_modes: dict[str, str] | None = None) -> View:
     def listing(title: str, lines: list[str], empty: str) -> list[Block]:
         body = "\n".join(lines) if lines else f"_{empty}_"
         return [SectionBlock(text=MarkdownTextObject(text=clip(f"*{title}*\n{body}", 3000)))]
@@ -228,5 +379,7 @@ def home_view(summary: HomeSummary) -> View:
         *listing("Your entries due for re-verification",
                  [f"• #{e.id} {escape(e.title)} (v{e.current_version}, due {_when(e.review_after)})"
                   for e in summary.my_due_entries], "none due"),
+        *listing("Channels where the bot speaks up", [f"• <#{c}>: {m}" for c, m in (channel_modes or {}).items()],
+                 "none: it only answers when asked (`/kb channel answer|alert|both` in a channel)"),
     ]
     return View(type="home", blocks=blocks[:MAX_BLOCKS_MODAL])

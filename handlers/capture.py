@@ -7,9 +7,10 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
+from bot.roles.curator import Source
 from bot.services import KnowledgeService
 from handlers import blocks, ids
-from handlers.proposals import draft_from_view, post_card
+from handlers.proposals import draft_from_view, post_card, review_quietly
 from handlers.values import DraftContext, decode_draft_context, encode_draft_context
 from store.errors import KbError
 from store.models import Origin
@@ -17,35 +18,36 @@ from store.models import Origin
 MAX_THREAD_MESSAGES = 200
 
 
-def thread_text(messages: list[dict[str, Any]]) -> str:
-    """The thread as a transcript, each message attributed to its author (`<@U…>` kept as the id)."""
-    lines = []
-    for message in messages[:MAX_THREAD_MESSAGES]:
-        who = message.get("user") or message.get("bot_id") or "someone"
-        text = (message.get("text") or "").strip()
-        if text:
-            lines.append(f"{who}: {text}")
-    return "\n\n".join(lines)
+def thread_source(messages: list[dict[str, Any]]) -> Source:
+    """The thread as the Curator's source, each message attributed to its author (a user id, else a bot id)."""
+    return Source.thread([(str(m.get("user") or m.get("bot_id") or "someone"), (m.get("text") or "").strip())
+                          for m in messages[:MAX_THREAD_MESSAGES]])
 
 
 def open_from_message(ack: Ack, shortcut: dict[str, Any], context: BoltContext, client: WebClient) -> None:
-    """Draft from the whole thread, then let the proposer preview and edit before submitting."""
+    """A modal opens at once (trigger ids expire in 3 s) while the Curator drafts from the whole thread; the draft
+    then fills it, for the proposer to preview and edit before submitting."""
     ack()
+    service: KnowledgeService = context["kb"]
+    opened = client.views_open(trigger_id=shortcut["trigger_id"], view=blocks.drafting_modal("Propose to KB"))
+    view_id = str((opened.get("view") or {}).get("id") or "")
     message = shortcut.get("message") or {}
     channel = (shortcut.get("channel") or {}).get("id", "")
     root = message.get("thread_ts") or message.get("ts") or shortcut.get("message_ts", "")
     replies = client.conversations_replies(channel=channel, ts=root, limit=MAX_THREAD_MESSAGES)
     messages = list(replies.get("messages") or [message])
     permalink = str(client.chat_getPermalink(channel=channel, message_ts=root).get("permalink") or "")
-    first_line = (messages[0].get("text") or "Knowledge from a thread").strip().splitlines()[0]
+    curated = service.draft(thread_source(messages), actor=shortcut["user"]["id"])
     metadata = encode_draft_context(DraftContext(channel=channel, thread_ts=root, permalink=permalink))
-    client.views_open(trigger_id=shortcut["trigger_id"], view=blocks.draft_modal(
-        ids.View.PROPOSE, "Propose to KB", draft_title=first_line[:300], body=thread_text(messages), tags=[],
-        private_metadata=metadata, submit="Submit"))
+    client.views_update(view_id=view_id, view=blocks.draft_modal(
+        ids.View.PROPOSE, "Propose to KB", draft_title=curated.draft.title, body=curated.draft.body,
+        tags=curated.draft.tags, private_metadata=metadata, submit="Submit", notes=curated.notes))
 
 
 def submit_proposal(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext,
                     client: WebClient) -> None:
+    """Stored before Slack's 3 s are up (errors shown in the modal); the Reviewer then checks it, and only then
+    does the approval card go out."""
     service: KnowledgeService = context["kb"]
     origin = decode_draft_context(view.get("private_metadata", ""))
     user = body["user"]["id"]
@@ -53,12 +55,13 @@ def submit_proposal(ack: Ack, body: dict[str, Any], view: dict[str, Any], contex
         proposal = service.propose(
             draft_from_view(view), proposer=user,
             origin=Origin.THREAD if origin.thread_ts else Origin.GAP if origin.question else Origin.COMMAND,
-            origin_ref=origin.permalink or None)
+            origin_ref=origin.permalink or None, review=False)
     except KbError as exc:
         ack(response_action="errors", errors={f"{ids.Block.BODY}_0": str(exc)[:150]})
         return
     ack()
-    post_card(service, client, proposal)
+    review_quietly(service, proposal.id or 0)
+    post_card(service, client, service.show_proposal(proposal.id or 0).proposal)
     client.chat_postMessage(channel=user, text=f"Your proposal #{proposal.id} \"{proposal.title}\" is waiting "
                             "for an approver.")
 

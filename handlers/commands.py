@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, Respond
 
+from bot.roles.curator import Source
+from bot.roles.registry import COMMAND_ROLES
 from bot.services import KnowledgeService
 from handlers import blocks, ids
 from handlers.errors import reports_errors
 from handlers.proposals import is_approver, post_card
 from store.errors import BadInput, NotAllowed
-from store.lifecycle import Draft
+from store.models import ChannelMode
 
 MAX_COMMAND_TEXT = 4000
 
@@ -39,10 +43,31 @@ def _number(rest: str, what: str) -> int:
     return int(match.group(1))
 
 
+class StreamToResponse:
+    """Shows a long answer growing in the ephemeral reply. A response_url takes 5 posts in 30 minutes, so at most
+    ``max_updates`` partial posts, ``interval`` seconds apart, leaving room for the final answer."""
+
+    def __init__(self, respond: Respond, *, interval: float = 1.0, max_updates: int = 3) -> None:
+        self.respond = respond
+        self.interval = interval
+        self.max_updates = max_updates
+        self.updates = 0
+        self._last = time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        now = time.monotonic()
+        if self.updates >= self.max_updates or now - self._last < self.interval:
+            return
+        self.updates += 1
+        self._last = now
+        self.respond(text=text[:3000], blocks=blocks.streaming_blocks(text), response_type="ephemeral",
+                     replace_original=True)
+
+
 def ask(service: KnowledgeService, rest: str, user: str, respond: Respond, **_: Any) -> None:
     if not rest:
         raise BadInput("Ask something: `/kb ask how do I drain a node?`")
-    answer, task_id = service.ask(rest, actor=user)
+    answer, task_id = service.ask(rest, actor=user, on_text=StreamToResponse(respond))
     respond(text=answer.text[:3000], blocks=blocks.answer_blocks(answer, service.citations(answer), task_id),
             response_type="ephemeral", replace_original=True)
 
@@ -51,7 +76,7 @@ def propose(service: KnowledgeService, rest: str, user: str, respond: Respond, c
     title, _newline, body = rest.partition("\n")
     if not body.strip():
         raise BadInput("Write the title on the first line and the text below it: `/kb propose Disk full⏎Run ...`")
-    proposal = service.propose(Draft(title=title, body=body), proposer=user)
+    proposal = service.propose_note(Source.note(body, author=user, title=title.strip()), proposer=user)
     post_card(service, client, proposal)
     note = f"\n:lock: {proposal.review_notes[0]}" if proposal.review_notes else ""
     respond(text=f"Proposal #{proposal.id} is waiting for an approver. You will hear back here.{note}",
@@ -80,12 +105,29 @@ def trace(service: KnowledgeService, rest: str, respond: Respond, **_: Any) -> N
             replace_original=True)
 
 
-ROUTES: dict[str, Subcommand] = {
-    "ask": Subcommand("answerer", "Searching the approved runbooks…", ask),
-    "propose": Subcommand("curator", "Submitting your proposal…", propose),
-    "show": Subcommand("librarian", "Looking it up…", show),
-    "pending": Subcommand("librarian", "Looking it up…", pending),
-    "trace": Subcommand("librarian", "Looking it up…", trace),
+def channel(service: KnowledgeService, rest: str, user: str, respond: Respond, client: Any, channel_id: str = "",
+            **_: Any) -> None:
+    """`/kb channel` shows this channel's mode; `/kb channel off|answer|alert|both` sets it (approvers)."""
+    wanted = rest.strip().lower()
+    if wanted:
+        try:
+            mode = ChannelMode(wanted)
+        except ValueError:
+            raise BadInput("Modes: `off`, `answer` (questions), `alert` (runbooks on alerts) or `both`.") from None
+        if not is_approver(service, client, user):
+            raise NotAllowed("Only approvers (KB_APPROVERS) change a channel's mode.")
+        service.set_channel_mode(channel_id, mode, by=user)
+    text = blocks.channel_mode_text(channel_id, service.channel_mode(channel_id).value)
+    respond(text=text, response_type="ephemeral" if not wanted else "in_channel", replace_original=True)
+
+
+ROUTES: dict[str, Subcommand] = {  # the role serving each subcommand comes from the one registry
+    "ask": Subcommand(COMMAND_ROLES["ask"], "Searching the approved runbooks…", ask),
+    "propose": Subcommand(COMMAND_ROLES["propose"], "Drafting and checking your proposal…", propose),
+    "show": Subcommand(COMMAND_ROLES["show"], "Looking it up…", show),
+    "pending": Subcommand(COMMAND_ROLES["pending"], "Looking it up…", pending),
+    "trace": Subcommand(COMMAND_ROLES["trace"], "Looking it up…", trace),
+    "channel": Subcommand(COMMAND_ROLES["channel"], "Looking it up…", channel),
 }
 
 
@@ -112,7 +154,14 @@ def run_command(command: dict[str, Any], respond: Respond, client: Any, context:
     route = ROUTES.get(sub)
     if route is None or len(text) > MAX_COMMAND_TEXT:
         return
-    route.run(service=context["kb"], rest=rest, user=command["user_id"], respond=respond, client=client)
+    service: KnowledgeService = context["kb"]
+    run = partial(route.run, service=service, rest=rest, user=command["user_id"], respond=respond, client=client,
+                  channel_id=command.get("channel_id", ""))
+    if route.role == "librarian":  # the other roles' service calls record their own, richer tasks
+        with service.task(sub, actor=command["user_id"], input=rest):
+            run()
+    else:
+        run()
 
 
 def register(app: App) -> None:

@@ -18,7 +18,8 @@ def publish_home(event: dict[str, Any], context: BoltContext, client: WebClient)
     service: KnowledgeService = context["kb"]
     user = event["user"]
     summary = service.home(user=user, is_approver=is_approver(service, client, user))
-    client.views_publish(user_id=user, view=blocks.home_view(summary))
+    modes = {channel: mode.value for channel, mode in service.channel_modes().items()}
+    client.views_publish(user_id=user, view=blocks.home_view(summary, modes))
 
 
 def register(app: App) -> None:

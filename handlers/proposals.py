@@ -33,6 +33,14 @@ def post_card(service: KnowledgeService, client: WebClient, proposal: Proposal) 
     service.record_card(proposal.id or 0, channel=str(response["channel"]), ts=str(response["ts"]))
 
 
+def review_quietly(service: KnowledgeService, proposal_id: int) -> None:
+    """Run the Reviewer; if it fails, the card goes out unreviewed rather than not at all."""
+    try:
+        service.review_proposal(proposal_id)
+    except Exception:
+        log.exception("the Reviewer failed on proposal #%s; its card shows it unreviewed", proposal_id)
+
+
 def refresh_card(service: KnowledgeService, client: WebClient, proposal_id: int) -> None:
     detail = service.show_proposal(proposal_id)
     proposal = detail.proposal
@@ -132,14 +140,15 @@ def submit_edit(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: B
     service: KnowledgeService = context["kb"]
     ref = decode_proposal(view["private_metadata"])
     try:
-        service.edit(ref.proposal_id, draft_from_view(view), by=body["user"]["id"])
+        service.edit(ref.proposal_id, draft_from_view(view), by=body["user"]["id"], review=False)
     except BadInput as exc:
         ack(response_action="errors", errors={f"{ids.Block.BODY}_0": str(exc)})
         return
     except KbError as exc:
         ack(response_action="errors", errors={ids.Block.TITLE: str(exc)})
         return
-    ack()
+    ack()  # the edit is stored; the modal closes within Slack's 3 s while the Reviewer looks at the new text
+    review_quietly(service, ref.proposal_id)
     refresh_card(service, client, ref.proposal_id)
 
 

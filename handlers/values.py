@@ -18,6 +18,12 @@ class ProposalRef:
 
 
 @dataclass(frozen=True)
+class EntryRef:
+    entry_id: int
+    version: int
+
+
+@dataclass(frozen=True)
 class AnswerRef:
     task_id: str
 
@@ -41,6 +47,18 @@ def _encode(value: object, limit: int) -> str:
 
 def encode_proposal(ref: ProposalRef) -> str:
     return _encode(ref, MAX_BUTTON_VALUE)
+
+
+def encode_entry(ref: EntryRef) -> str:
+    return _encode(ref, MAX_BUTTON_VALUE)
+
+
+def decode_entry(raw: str) -> EntryRef:
+    data = _load(raw)
+    try:
+        return EntryRef(int(data["entry_id"]), int(data["version"]))  # type: ignore[call-overload]
+    except (KeyError, TypeError, ValueError):
+        raise BadInput("That entry button is malformed; use the latest reminder.") from None
 
 
 def encode_answer(ref: AnswerRef) -> str:

@@ -6,8 +6,8 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from store.errors import NotFound
-from store.lifecycle import audit
-from store.models import Feedback, Proposal, Task, utcnow
+from store.lifecycle import audit, bring_review_forward
+from store.models import Entry, Feedback, Proposal, Task, utcnow
 
 
 def record_feedback(*, session: Session, task_id: str, user: str, helpful: bool) -> Feedback:
@@ -26,6 +26,21 @@ def record_feedback(*, session: Session, task_id: str, user: str, helpful: bool)
     audit(session, actor=user, action="answer.feedback", subject_type="task", subject_id=None, task_id=task_id,
           helpful=helpful, entry_ids=entry_ids)
     return vote
+
+
+def review_if_unhelpful(*, session: Session, entry_ids: list[int], threshold: int) -> list[int]:
+    """Entries with ``threshold`` or more "not helpful" votes since they were last approved or re-verified
+    become due for review now. Returns the entries brought forward."""
+    forward = []
+    for entry_id in entry_ids:
+        entry = session.get(Entry, entry_id)
+        if entry is None:
+            continue
+        votes = session.exec(select(Feedback).where(Feedback.helpful == False, Feedback.at >= entry.updated_at))  # noqa: E712
+        if sum(entry_id in vote.entry_ids for vote in votes) >= threshold and bring_review_forward(
+                session, entry_id=entry_id, reason=f"{threshold}+ 'not helpful' votes"):
+            forward.append(entry_id)
+    return forward
 
 
 def record_card(*, session: Session, proposal_id: int, channel: str, ts: str) -> None:

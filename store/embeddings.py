@@ -108,3 +108,14 @@ class CachedEmbedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.inner.embed_query(text)
+
+    def cached(self, texts: Sequence[str]) -> list[np.ndarray | None]:
+        """The vectors already computed for these texts, None where there is none: no model time at all."""
+        keys = [self._key(t) for t in texts]
+        found: dict[str, np.ndarray] = {}
+        with self.db.session() as session:
+            for start in range(0, len(keys), 500):
+                batch = keys[start : start + 500]
+                for row in session.exec(select(EmbeddingCache).where(col(EmbeddingCache.key).in_(batch))):
+                    found[row.key] = np.frombuffer(row.vector, dtype=np.float32)
+        return [found.get(k) for k in keys]

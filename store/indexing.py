@@ -7,13 +7,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import numpy as np
 from sqlmodel import col, select
 
 from store.chunking import chunk_markdown
 from store.db import Database
 from store.embeddings import Embedder
 from store.index import SCHEMA_VERSION, ChunkRecord, IndexedEntry, KnowledgeIndex
-from store.models import Entry, EntryStatus, EntryVersion, OutboxEvent, utcnow
+from store.models import Entry, EntryStatus, EntryVersion, OutboxEvent, OutboxOp, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class SyncReport:
     applied: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    vectors_pending: int = 0  # entries written keyword-first, their vectors queued
 
 
 @dataclass
@@ -93,7 +95,9 @@ class EntryIndexer:
         prefix = f"{chunk.title}\n{heading}\n" if heading else f"{chunk.title}\n"
         return (prefix + chunk.text)[: self.embed_max_chars]
 
-    def chunks_for(self, items: Sequence[_Current]) -> list[ChunkRecord]:
+    def chunks_for(self, items: Sequence[_Current], *, embed: bool = True) -> list[ChunkRecord]:
+        """The chunks of these entry versions with their vectors; with ``embed=False`` only the vectors already
+        in the cache (the rest are left without, for keyword search now and vectors later)."""
         records = [
             ChunkRecord(
                 entry_id=item.entry.id or 0, version=item.version.version, chunk_no=piece.chunk_no,
@@ -104,7 +108,12 @@ class EntryIndexer:
             for item in items
             for piece in chunk_markdown(item.version.body, max_chars=self.chunk_max_chars)
         ]
-        vectors = self.embedder.embed_passages([self.embedding_text(r) for r in records])
+        texts = [self.embedding_text(r) for r in records]
+        if embed:
+            vectors: Sequence[np.ndarray | None] = list(self.embedder.embed_passages(texts))
+        else:
+            cached = getattr(self.embedder, "cached", None)
+            vectors = cached(texts) if cached is not None else [None] * len(texts)
         for record, vector in zip(records, vectors, strict=True):
             record.vector = vector
         return records
@@ -128,26 +137,37 @@ class EntryIndexer:
         return current, absent
 
     # --- applying ---------------------------------------------------------------------------------
-    def apply_entries(self, entry_ids: Iterable[int], *, collection: str | None = None) -> None:
-        """Make the index agree with the SQL store for these entries."""
+    def apply_entries(self, entry_ids: Iterable[int], *, collection: str | None = None, embed: bool = True
+                      ) -> set[int]:
+        """Make the index agree with the SQL store for these entries. Returns the entries written with chunks
+        still lacking a vector (only with ``embed=False``)."""
         current, absent = self._load(entry_ids)
         for entry_id in absent:
             self.index.delete_entry(entry_id, collection=collection)
         if not current:
-            return
-        records = self.chunks_for(current)
+            return set()
+        records = self.chunks_for(current, embed=embed)
         self.index.replace_entries([c.entry.id or 0 for c in current], records, collection=collection)
+        return {r.entry_id for r in records if r.vector is None}
 
-    def sync_outbox(self, *, limit: int = 1000, batch_entries: int = 64) -> SyncReport:
-        """Apply queued index changes. A failure stays queued, with its error and a later retry time."""
+    def sync_outbox(self, *, limit: int = 1000, batch_entries: int = 64, embed: bool = True) -> SyncReport:
+        """Apply queued index changes. A failure stays queued, with its error and a later retry time.
+
+        ``embed=False`` is the keyword-first pass: entries are written at once with the vectors the cache
+        already has, and a ``vectorize`` event is queued for each entry still missing some; a later pass with
+        ``embed=True`` computes them. So a bulk import is searchable by keyword within seconds."""
         report = SyncReport()
-        events = pending_outbox(self.db, due_only=True)[:limit]
+        events = [e for e in pending_outbox(self.db, due_only=True)
+                  if embed or e.op != OutboxOp.VECTORIZE][:limit]
         entry_ids = list(dict.fromkeys(e.entry_id for e in events))
         for start in range(0, len(entry_ids), batch_entries):
             batch = entry_ids[start : start + batch_entries]
             batch_events = [e for e in events if e.entry_id in set(batch)]
             try:
-                self.apply_entries(batch)
+                unvectorized = self.apply_entries(batch, embed=embed)
+                if unvectorized:
+                    self._queue_vectors(unvectorized, batch_events)
+                    report.vectors_pending += len(unvectorized)
             except Exception as exc:  # Weaviate down, refused write...: keep the events, note why
                 log.warning("outbox apply failed for entries %s: %s", batch, exc)
                 report.failed += len(batch_events)
@@ -157,6 +177,12 @@ class EntryIndexer:
                 report.applied += len(batch_events)
                 record_outbox_attempt(self.db, batch_events, error=None)
         return report
+
+    def _queue_vectors(self, entry_ids: set[int], events: Sequence[OutboxEvent]) -> None:
+        versions = {e.entry_id: e.version for e in events}
+        with self.db.session() as session:
+            for entry_id in sorted(entry_ids):
+                session.add(OutboxEvent(entry_id=entry_id, version=versions.get(entry_id, 0), op=OutboxOp.VECTORIZE))
 
     # --- rebuild and drift ------------------------------------------------------------------------
     def active_ids(self) -> list[int]:

@@ -9,7 +9,7 @@ the database.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Update, update
@@ -186,6 +186,7 @@ def approve(
     by: str,
     allow_self_approval: bool = False,
     review_interval_days: int = 90,
+    review_interval_by_tag: dict[str, int] | None = None,
     expected_revision: int | None = None,
     owner: str | None = None,
 ) -> ApprovalResult:
@@ -197,7 +198,10 @@ def approve(
         )
     _claim(session, proposal, ProposalStatus.APPROVED, expected_revision=expected_revision)
     now = utcnow()
-    review_after = now + timedelta(days=review_interval_days)
+    override = get_entry(session, proposal.entry_id).review_interval_days if proposal.entry_id else None
+    tagged = [d for tag, d in (review_interval_by_tag or {}).items() if tag in proposal.tags]
+    days = override or (min(tagged) if tagged else review_interval_days)
+    review_after = now + timedelta(days=days)
     if proposal.kind == ProposalKind.NEW:
         entry = Entry(title=proposal.title, owner=owner or proposal.proposer, tags=proposal.tags,
                       language=proposal.language, source_ref=proposal.source_ref, review_after=review_after)
@@ -307,3 +311,59 @@ def edit_proposal(*, session: Session, proposal_id: int, by: str, draft: Draft, 
     audit(session, actor=by, action="proposal.edited", subject_type="proposal", subject_id=proposal_id,
           revision=proposal.revision, rebased_to=values.get("base_version"))
     return proposal
+
+
+# --- re-verification ---------------------------------------------------------------------------------------
+
+def review_interval(entry: Entry, *, default_days: int, by_tag: dict[str, int] | None = None) -> int:
+    """The entry's own interval, else the shortest of its tags' intervals, else the default (as on approval)."""
+    if entry.review_interval_days:
+        return entry.review_interval_days
+    tagged = [days for tag, days in (by_tag or {}).items() if tag in entry.tags]
+    return min(tagged) if tagged else default_days
+
+
+def due_for_review(session: Session, *, now: datetime | None = None, limit: int = 200) -> list[Entry]:
+    """Active entries past their review date whose owner has not been asked since it passed."""
+    now = now or utcnow()
+    entries = session.exec(select(Entry).where(Entry.status == EntryStatus.ACTIVE,
+                                               col(Entry.review_after).is_not(None),
+                                               col(Entry.review_after) <= now)
+                           .order_by(col(Entry.review_after)).limit(limit))
+    return [e for e in entries if e.review_notified_at is None
+            or _aware(e.review_notified_at) < _aware(e.review_after or now)]
+
+
+def mark_review_requested(session: Session, entry_id: int, *, now: datetime | None = None) -> None:
+    session.execute(update(Entry).where(col(Entry.id) == entry_id).values(review_notified_at=now or utcnow()))
+
+
+def reverify(session: Session, *, entry_id: int, by: str, days: int) -> Entry:
+    """The owner (or an approver) confirms the entry is still true: the next review moves ``days`` ahead."""
+    entry = get_entry(session, entry_id)
+    if entry.status != EntryStatus.ACTIVE:
+        raise BadInput(f"Entry #{entry_id} is {entry.status.value}; only active entries are re-verified.")
+    now = utcnow()
+    entry.review_after, entry.review_notified_at, entry.updated_at = now + timedelta(days=days), None, now
+    session.add(entry)
+    audit(session, actor=by, action="entry.reverified", subject_type="entry", subject_id=entry_id,
+          version=entry.current_version, next_review=entry.review_after.isoformat())
+    session.flush()
+    return entry
+
+
+def bring_review_forward(session: Session, *, entry_id: int, reason: str) -> bool:
+    """Make an entry due now (repeated "not helpful" feedback); False when it already was."""
+    entry = get_entry(session, entry_id)
+    now = utcnow()
+    if entry.status != EntryStatus.ACTIVE or (entry.review_after and _aware(entry.review_after) <= now):
+        return False
+    entry.review_after = now
+    session.add(entry)
+    audit(session, actor="kb-feedback", action="entry.review_brought_forward", subject_type="entry",
+          subject_id=entry_id, reason=reason)
+    return True
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

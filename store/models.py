@@ -59,6 +59,7 @@ class Origin(StrEnum):
 class OutboxOp(StrEnum):
     UPSERT = "upsert"
     DELETE = "delete"
+    VECTORIZE = "vectorize"  # the entry is searchable by keyword already; its vectors are still to be computed
 
 
 class TaskStatus(StrEnum):
@@ -78,6 +79,8 @@ class Entry(SQLModel, table=True):
     language: str = "en"
     source_ref: str | None = Field(default=None, unique=True, index=True)
     review_after: datetime | None = _ts(nullable=True, index=True)
+    review_interval_days: int | None = None  # this entry's own interval; else by tag, else the default
+    review_notified_at: datetime | None = _ts(nullable=True)  # when the owner was last asked to re-verify
     status: EntryStatus = _enum(EntryStatus, EntryStatus.ACTIVE, index=True)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
@@ -121,6 +124,7 @@ class Proposal(SQLModel, table=True):
     origin_ref: str | None = None
     change_note: str = ""
     review_notes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    review: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # the Reviewer's
     card_channel: str | None = None
     card_ts: str | None = None
     status: ProposalStatus = _enum(ProposalStatus, ProposalStatus.PENDING, index=True)
@@ -232,3 +236,86 @@ class Feedback(SQLModel, table=True):
     helpful: bool
     entry_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     at: datetime = _ts()
+
+
+class SchedulerLease(SQLModel, table=True):
+    """Leader election among replicas: the holder runs the scheduled jobs until its lease expires."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=128)
+    expires_at: datetime = _ts()
+
+
+class JobMark(SQLModel, table=True):
+    """A scheduled job's "done once" marks (a digest for a day, a reminder for a due date): idempotent jobs."""
+
+    __tablename__ = "job_marks"
+    __table_args__ = (UniqueConstraint("job", "key", name="uq_job_mark"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=64)
+    key: str = Field(max_length=200)
+    at: datetime = _ts()
+
+
+class ChannelMode(StrEnum):
+    OFF = "off"
+    ANSWER = "answer"  # answer questions asked in the channel, when grounded and confident
+    ALERT = "alert"  # reply to alerts with their runbook
+    BOTH = "both"
+
+
+class ChannelSetting(SQLModel, table=True):
+    """A channel's mode, set at run time with `/kb channel`; channels without a row use the settings' defaults."""
+
+    __tablename__ = "channel_settings"
+
+    channel: str = Field(primary_key=True, max_length=32)
+    mode: ChannelMode = _enum(ChannelMode, ChannelMode.OFF)
+    set_by: str
+    set_at: datetime = _ts()
+
+
+class SlackEvent(SQLModel, table=True):
+    """Events API deliveries already handled: Slack retries an event until acknowledged, same ``event_id``."""
+
+    __tablename__ = "slack_events"
+
+    event_id: str = Field(primary_key=True, max_length=64)
+    received_at: datetime = _ts(index=True)
+
+
+class BotThread(SQLModel, table=True):
+    """A thread the bot answered in: follow-ups there are answered with its earlier questions as context."""
+
+    __tablename__ = "bot_threads"
+    __table_args__ = (Index("ix_bot_threads_thread", "channel", "thread_ts"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    thread_ts: str = Field(max_length=32)
+    task_id: str = Field(foreign_key="tasks.id", max_length=32)
+    kind: str = Field(default="answer", max_length=16)  # answer | alert
+    fingerprint: str | None = Field(default=None, max_length=64, index=True)  # alerts: the same alert re-firing
+    at: datetime = _ts()
+
+
+class CaptureDraft(SQLModel, table=True):
+    """A Curator draft of a thread captured by reaction, waiting for the reactor to preview and submit it."""
+
+    __tablename__ = "capture_drafts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user: str = Field(index=True)
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    language: str = "en"
+    channel: str = ""
+    thread_ts: str = ""
+    permalink: str = ""
+    notes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    proposal_id: int | None = Field(default=None, foreign_key="proposals.id")
+    created_at: datetime = _ts()

@@ -205,3 +205,63 @@ def test_serve_in_http_mode_answers_signed_requests(kb_env: dict[str, str]) -> N
         finally:
             server.terminate()
             server.communicate(timeout=30)
+
+
+def test_kb_ask_uses_claude_when_the_key_is_set(kb_env: dict[str, str]) -> None:
+    from tests.fakes.anthropic_api import FakeAnthropic, Message, search_result_citation, text_block
+
+    proposed = json.loads(kb(kb_env, "propose", "--title", "Runner disk full", "--by", "alice", "--json",
+                             "Jobs fail with 'no space left on device'. Run `docker system prune -af`.").stdout)
+    decided = json.loads(kb(kb_env, "approve", str(proposed["id"]), "--by", "bob", "--json").stdout)
+
+    def cite_first(body: dict[str, object]) -> Message:
+        first = next(b for b in body["messages"][0]["content"] if b["type"] == "search_result")  # type: ignore[index]
+        return Message([text_block("Prune Docker on the runner.", [
+            search_result_citation(0, first["source"], first["title"], first["content"][0]["text"])])],
+            input_tokens=321, output_tokens=12)
+
+    with FakeAnthropic() as claude:
+        claude.set_responder(cite_first)
+        env = {**kb_env, **claude.env(), "KB_ANTHROPIC_MODEL": "claude-opus-5-5"}
+        asked = kb(env, "ask", "the runner says no space left on device", "--json")
+        assert asked.returncode == 0, asked.stderr
+        answer = json.loads(asked.stdout)
+        assert answer["answer"] == "Prune Docker on the runner.[1]" and answer["grounded"] is True
+        assert answer["citations"] == [{"entry_id": decided["entry_id"], "source_ref": None,
+                                        "title": "Runner disk full", "version": 1}]
+        [request] = claude.message_requests()
+        assert request.body["model"] == "claude-opus-5-5"
+        assert request.headers["authorization"] == f"Bearer {claude.api_key}"
+    trace = json.loads(kb(kb_env, "trace", answer["task_id"], "--json").stdout)
+    step = trace["steps"][1]
+    assert (step["mode"], step["model"], step["input_tokens"], step["output_tokens"]) == (
+        "claude", "claude-opus-5-5", 321, 12)
+
+
+def test_kb_review_reruns_the_reviewer_on_a_pending_proposal(kb_env: dict[str, str]) -> None:
+    proposed = json.loads(kb(kb_env, "propose", "--title", "Clean a full runner", "--by", "alice", "--json",
+                             "Wipe it: `rm -rf /var/lib/docker` then reboot. TODO: check the cache first.").stdout)
+    assert proposed["review"]["mode"] == "similarity"  # reviewed on submission, without a model
+    reviewed = kb(kb_env, "review", str(proposed["id"]), "--json")
+    assert reviewed.returncode == 0, reviewed.stderr
+    kinds = sorted(f["kind"] for f in json.loads(reviewed.stdout)["findings"])
+    assert kinds == ["risky", "stale"]
+    kb(kb_env, "reject", str(proposed["id"]), "--by", "bob", "--reason", "unsafe")
+    again = kb(kb_env, "review", str(proposed["id"]))
+    assert again.returncode == 1 and "only pending proposals are reviewed" in again.stderr
+
+
+def test_kb_job_runs_a_scheduled_job_by_hand(kb_env: dict[str, str]) -> None:
+    proposed = json.loads(kb(kb_env, "propose", "--title", "Drain a node", "--by", "alice", "--json",
+                             "Cordon the node, then `kubectl drain NODE --ignore-daemonsets`.").stdout)
+    assert kb(kb_env, "approve", str(proposed["id"]), "--by", "bob").returncode == 0
+    done = kb(kb_env, "job", "reconcile")
+    assert done.returncode == 0 and done.stdout.strip() == "job reconcile done", done.stderr
+    import sqlite3
+
+    with sqlite3.connect(Path(kb_env["KB_DATA_DIR"]) / "kb.sqlite3") as db:
+        rows = db.execute("SELECT role, actor, status FROM tasks WHERE command = 'reconcile'").fetchall()
+    # the job's own task, and the reconcile task inside it (with the drift it compared and repaired)
+    assert sorted(rows) == [("scheduler", "kb-scheduler", "succeeded"), ("scheduler", "kb-scheduler:cli", "succeeded")]
+    unknown = kb(kb_env, "job", "make_coffee")
+    assert unknown.returncode == 2 and "make_coffee" in unknown.stderr

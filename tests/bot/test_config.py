@@ -44,3 +44,11 @@ def test_libraries_own_variables(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_nonsense_is_refused(field: str, value: object, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings(**{field: value})  # type: ignore[arg-type]
+
+
+def test_an_empty_variable_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ANTHROPIC_API_KEY=` in a .env or a manifest must not turn Claude on with an empty key."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "")
+    monkeypatch.setenv("KB_APPROVAL_CHANNEL", "")
+    settings = Settings()
+    assert settings.anthropic_api_key is None and not settings.llm_enabled and settings.approval_channel is None

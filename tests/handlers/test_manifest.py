@@ -39,7 +39,11 @@ def test_manifest_names_what_the_code_uses(manifest: dict[str, Any]) -> None:
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
-    assert scopes == {"commands", "chat:write", "channels:history", "groups:history", "usergroups:read"}
+    assert scopes == {"commands", "chat:write", "channels:history", "groups:history", "usergroups:read",
+                      "app_mentions:read", "im:history", "reactions:read"}
+    events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
+    assert events == {"app_home_opened", "app_mention", "message.channels", "message.groups", "message.im",
+                      "reaction_added"}
 
 
 def test_everything_in_the_manifest_is_handled_by_the_app(manifest: dict[str, Any],
@@ -61,6 +65,10 @@ def test_everything_in_the_manifest_is_handled_by_the_app(manifest: dict[str, An
             body = message_shortcut(entry["callback_id"], channel_id="C1", message_ts="1700000000.000100")
             assert dispatch(body) == 200, entry
         for event_type in manifest["settings"]["event_subscriptions"]["bot_events"]:
-            event = {"type": event_type, "user": "U1", "tab": "home", "channel": "D1", "event_ts": "1.0"}
+            # message.channels/groups/im arrive as `message` events with that channel_type
+            kind, _, channel_type = event_type.partition(".")
+            event = {"type": kind, "user": "U1", "tab": "home", "channel": "D1", "event_ts": "1.0", "ts": "1.0",
+                     "text": "", "channel_type": {"channels": "channel", "groups": "group"}.get(
+                         channel_type, channel_type), "reaction": "thumbsup", "item": {"type": "message"}}
             assert dispatch(event_callback(event, event_id=f"Ev{event_type}")) == 200, event_type
         assert dispatch(slash_command("help", command="/not-ours")) == 404

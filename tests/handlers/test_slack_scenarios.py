@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -146,7 +147,9 @@ def test_edit_then_stale_button_then_approve_the_new_revision(running: RunningAp
     click(running, ids.ApprovalAction.EDIT, card_buttons[ids.ApprovalAction.EDIT], user=APPROVER)
     modal = running.fake.wait_for("views.open")[-1].args["view"]
     inputs = {b["block_id"]: b["element"].get("initial_value") for b in modal["blocks"] if b["type"] == "input"}
-    assert inputs[ids.Block.TITLE] == "Cache stampede" and inputs[f"{ids.Block.BODY}_0"] == "Warm the cache."
+    # Without a model, the Curator keeps the text and gives it a heading.
+    assert inputs[ids.Block.TITLE] == "Cache stampede"
+    assert inputs[f"{ids.Block.BODY}_0"] == "## Problem\nWarm the cache."
 
     submission = view_submission(ids.View.EDIT, {
         ids.Block.TITLE: {ids.Field.TITLE: "Cache stampede after deploys"},
@@ -230,12 +233,18 @@ def test_thread_shortcut_drafts_from_the_whole_thread(running: RunningApp) -> No
     body = message_shortcut(ids.Shortcut.PROPOSE_THREAD, user_id=PROPOSER, channel_id="CINCIDENT",
                             message_ts="1700000102.000100", thread_ts="1700000100.000100")
     assert post(running.url, body, SECRET).status_code == 200
-    modal = running.fake.wait_for("views.open")[-1].args["view"]
+    [opened] = running.fake.wait_for("views.open")
+    assert opened.args["view"]["callback_id"] == ids.View.DRAFTING  # at once, within the trigger's 3 s
+    [filled] = running.fake.wait_for("views.update")
+    assert re.fullmatch(r"V\d{8}", filled.args["view_id"])  # the id views.open returned (the fake numbers them)
+    modal = filled.args["view"]
     draft = {b["block_id"]: b["element"].get("initial_value") for b in modal["blocks"] if b["type"] == "input"}
     assert draft[ids.Block.TITLE] == "API 502s after the deploy"
-    assert draft[f"{ids.Block.BODY}_0"].splitlines()[::2] == [
-        "UOPS1: API 502s after the deploy", "UOPS2: It was the <!channel> nginx upstream keepalive",
-        "UOPS1: Fixed by setting keepalive 32 and reloading"]
+    # Without a model, the Curator keeps the thread as it is, each message attributed, under headings.
+    assert draft[f"{ids.Block.BODY}_0"].splitlines() == [
+        "## Problem", "API 502s after the deploy", "", "## Thread",
+        "- <@UOPS1>: API 502s after the deploy", "- <@UOPS2>: It was the <!channel> nginx upstream keepalive",
+        "- <@UOPS1>: Fixed by setting keepalive 32 and reloading"]
     submission = view_submission(ids.View.PROPOSE, {
         ids.Block.TITLE: {ids.Field.TITLE: draft[ids.Block.TITLE]},
         f"{ids.Block.BODY}_0": {ids.Field.BODY: draft[f"{ids.Block.BODY}_0"]},

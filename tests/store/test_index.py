@@ -222,3 +222,23 @@ def test_unknown_terms_are_the_names_no_chunk_mentions(corpus_service: Knowledge
     # "kubeadm" appears in this subset only inside a Korean page (its Latin words get a word-tokenized field:
     # the Korean tokenizer would match pieces of any unknown word); "wireguard" appears nowhere.
     assert corpus_service.index.unknown_terms(["kubeadm", "wireguard", "kubelet"]) == ["wireguard"]
+
+
+def test_keyword_first_then_vectors(service: KnowledgeService) -> None:
+    """A bulk write is searchable by keyword at once, with no model time; its vectors follow from the outbox."""
+    proposal = service.propose(Draft(title="Quokka cache eviction storm", body=(
+        "When the quokka cache evicts everything at once, raise `maxmemory` and restart the quokka workers.")),
+        proposer="alice", review=False)
+    entry_id = service.approve(proposal.id or 0, by="bob", sync=False).result.entry.id
+    report = service.sync_outbox(embed=False)
+    assert report.applied == 1 and report.vectors_pending == 1
+    assert [h.entry_id for h in service.index.keyword_search("quokka cache eviction", fields="en", limit=5)] == [
+        entry_id]
+    vector = service.embedder.embed_query("quokka cache eviction storm")
+    assert entry_id not in [h.entry_id for h in service.index.vector_search(vector, limit=10)]
+    assert [e.op.value for e in service.pending_outbox()] == ["vectorize"]
+
+    filled = service.fill_vectors()
+    assert filled.applied == 1 and service.pending_outbox() == []
+    assert service.index.vector_search(vector, limit=1)[0].entry_id == entry_id
+    assert service.doctor().clean

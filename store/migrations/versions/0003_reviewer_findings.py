@@ -1,0 +1,26 @@
+"""the Reviewer's findings on proposals
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-25 13:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0003'
+down_revision: str | None = '0002'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('proposals', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('review', sa.JSON(), nullable=False, server_default='{}'))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('proposals', schema=None) as batch_op:
+        batch_op.drop_column('review')
