@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     weaviate_port: int = Field(8079, description="HTTP port of the embedded server.")
     weaviate_grpc_port: int = Field(50060, description="gRPC port of the embedded server.")
     index_name: str = Field("KbChunks", description="Alias that search reads; rebuilds swap it.")
+    index_settle_seconds: float = Field(
+        3.0, ge=0, description="After a bulk import or rebuild, wait this long for Weaviate to flush its memtables "
+        "(its BM25 misses postings still in one; the server flushes 2 s after a write, see store/weaviate_conn.py).")
     korean_tokenizer: str = Field("kagome_kr", description="Weaviate tokenization for Korean text.")
 
     embed_max_chars: int = Field(600, ge=64, description="Characters of each chunk that get embedded.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
@@ -687,6 +688,7 @@ class KnowledgeService:
                     step["applied"] = vectors.applied
                     report.sync.applied += vectors.applied
                     report.sync.errors += vectors.errors
+                    self._settle_index()
                     report.hybrid_ready_seconds = step["seconds"] = round(timer.seconds, 2)
             task.result = {"created": report.created, "updated": report.updated,
                            "unchanged": report.unchanged, "proposed": report.proposed,
@@ -755,7 +757,13 @@ class KnowledgeService:
         with self._run_task(role="librarian", command="reindex", actor="cli", input="",
                       plan=["rebuild"]) as task, task.step("rebuild") as step:
             step["chunks"] = self.indexer.rebuild()
+            self._settle_index()
             return int(step["chunks"])
+
+    def _settle_index(self) -> None:
+        """Weaviate 1.35's BM25 (BlockMax-WAND) misses postings still in a memtable (weaviate#11780); the
+        server flushes them two seconds after a write. After a bulk write, wait that out before answering."""
+        time.sleep(self.settings.index_settle_seconds)
 
     def reconcile(self, *, actor: str = "kb-scheduler") -> DriftReport:
         """Compare the index with the SQL store (entry id, version, content hash) and repair what drifted.
