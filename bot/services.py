@@ -794,6 +794,7 @@ class KnowledgeService:
         report = indexer.drift()
         if repair and not report.clean:
             indexer.repair(report)
+            self._settle_index()
         return report
 
 
