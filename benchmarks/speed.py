@@ -32,6 +32,7 @@ import os
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -101,9 +102,20 @@ def measure_import(service: KnowledgeService, corpus: Path) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     chunks = service.index.count()
     entries = report.created + report.updated
-    return {"entries": entries, "chunks": chunks, "seconds": round(seconds, 1),
-            "embedding_seconds": round(embedder.seconds, 1), "embedded_chunks": embedder.misses,
-            "entries_per_s": round(entries / seconds, 2), "chunks_per_s": round(chunks / seconds, 2)}
+    figures: dict[str, Any] = {
+        "entries": entries, "chunks": chunks, "seconds": round(seconds, 1),
+        "embedding_seconds": round(embedder.seconds, 1), "embedded_chunks": embedder.misses,
+        "entries_per_s": round(entries / seconds, 2), "chunks_per_s": round(chunks / seconds, 2)}
+    for ready in ("keyword_ready_seconds", "hybrid_ready_seconds"):  # keyword-first indexing, where it exists
+        if getattr(report, ready, None) is not None:
+            figures[ready] = round(getattr(report, ready), 1)
+    return {**figures, **settle(service)}
+
+
+def settle(service: KnowledgeService) -> dict[str, float]:
+    """The pause after a bulk write (for Weaviate's BM25 memtables) that import and rebuild include, if any."""
+    seconds = getattr(service.settings, "index_settle_seconds", None)
+    return {"of_which_settle_seconds": seconds} if seconds else {}
 
 
 def measure_reindex(service: KnowledgeService) -> dict[str, Any]:
@@ -115,7 +127,8 @@ def measure_reindex(service: KnowledgeService) -> dict[str, Any]:
     entries = active_entries(service)
     return {"entries": entries, "chunks": chunks, "seconds": round(seconds, 1),
             "embedding_seconds": round(embedder.seconds - before, 1),
-            "entries_per_s": round(entries / seconds, 1), "chunks_per_s": round(chunks / seconds, 1)}
+            "entries_per_s": round(entries / seconds, 1), "chunks_per_s": round(chunks / seconds, 1),
+            **settle(service)}
 
 
 def measure_embedding_model(service: KnowledgeService, documents: list[dict[str, Any]], sample: int
@@ -186,23 +199,26 @@ def grow_to(service: KnowledgeService, target: int, source: Iterator[dict[str, A
 # --- search ----------------------------------------------------------------------------------------
 class SearchProfile:
     """Time per search spent in the query embedding and in each index call, by wrapping those methods on the
-    service's own instances while the measurement runs."""
+    service's own instances while the measurement runs. Only the innermost calls are wrapped (so nothing is
+    counted twice), and only those the current retrieval code has."""
 
-    PARTS: ClassVar[dict[str, str]] = {"embed_query": "embedder", "language_counts": "index", "_mean_vector": "index",
-                                       "vector_search": "index", "keyword_search": "index"}
+    PARTS: ClassVar[dict[str, str]] = {
+        "embed_query": "embedder", "language_counts": "index", "_mean_vector": "index", "_profile": "index",
+        "vector_search": "index", "keyword_search": "index", "unknown_terms": "index"}
 
     def __init__(self, service: KnowledgeService) -> None:
-        self.targets = {"embedder": service.embedder, "index": service.index}
-        self.seconds = dict.fromkeys(self.PARTS, 0.0)
+        owners = {"embedder": service.embedder, "index": service.index}
+        self.parts = {part: owners[owner] for part, owner in self.PARTS.items() if hasattr(owners[owner], part)}
+        self.seconds = dict.fromkeys(self.parts, 0.0)
 
     def __enter__(self) -> SearchProfile:
-        for part, owner in self.PARTS.items():
-            setattr(self.targets[owner], part, self._timed(part, getattr(self.targets[owner], part)))
+        for part, owner in self.parts.items():
+            setattr(owner, part, self._timed(part, getattr(owner, part)))
         return self
 
     def __exit__(self, *_: object) -> None:
-        for part, owner in self.PARTS.items():
-            delattr(self.targets[owner], part)  # the class's method again
+        for part, owner in self.parts.items():
+            delattr(owner, part)  # the class's method again
 
     def _timed(self, part: str, method: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -225,8 +241,7 @@ def measure_search(service: KnowledgeService, questions: list[str], rounds: int)
                 service.search(question, actor="speed-benchmark")
                 timings.append((time.perf_counter() - started) * 1000)
     figures: dict[str, Any] = summary(timings, p99=True)
-    per_search = {part: seconds * 1000 / len(timings) for part, seconds in profile.seconds.items()}
-    per_search["language_counts"] += per_search.pop("_mean_vector")  # both are the centroid lookup
+    per_search = {part.lstrip("_"): seconds * 1000 / len(timings) for part, seconds in profile.seconds.items()}
     per_search["rest"] = statistics.fmean(timings) - sum(per_search.values())  # fusion, task row in SQL
     figures["mean_ms"] = round(statistics.fmean(timings), 1)
     figures["mean_breakdown_ms"] = {part: round(ms, 1) for part, ms in per_search.items()}
@@ -342,6 +357,16 @@ def seed_store(settings: Settings, seed: Path) -> None:
     shutil.copyfile(seed, database)
 
 
+def revision() -> str | None:
+    """The commit measured, ``-dirty`` when the working tree has changes."""
+    try:
+        found = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
+                               text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return found.stdout.strip() or None
+
+
 def read_corpus(path: Path, limit: int | None) -> list[dict[str, Any]]:
     lines = path.read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines[:limit] if line.strip()]
@@ -395,7 +420,8 @@ def _line(name: str, figures: dict[str, Any]) -> list[str]:
 
 def report(results: dict[str, Any]) -> str:
     machine = results["machine"]
-    lines = [f"machine: {machine['cores']} cores, {machine['date']}, {machine['mode']} store, load average "
+    lines = [f"machine: {machine['cores']} cores, {machine['date']}, revision {machine['revision']}, "
+             f"{machine['mode']} store, load average "
              f"{machine['load_average_1m_start']} at the start and {machine['load_average_1m_end']} at the end; "
              f"targets: ack p99 < {TARGETS['ack_p99_ms']} ms, search p50 < {TARGETS['search_p50_ms']} ms and "
              f"p95 < {TARGETS['search_p95_ms']} ms"]
@@ -444,7 +470,8 @@ def main(argv: list[str] | None = None) -> None:
               file=sys.stderr)
     results: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
                                            "mode": "seeded" if args.seed else "fresh",
-                                           "load_average_1m_start": round(os.getloadavg()[0], 1)}}
+                                           "load_average_1m_start": round(os.getloadavg()[0], 1),
+                                           "revision": revision()}}
     idle_seconds = 0.3 if args.quick else 1.0  # RSS idle figures: the median over this long
     service = build_service(settings)
     sampler = RssSampler().start()

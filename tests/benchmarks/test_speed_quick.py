@@ -30,6 +30,7 @@ def test_speed_quick_prints_every_figure(tmp_path: Path, weaviate_target: Weavia
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
     assert figures["machine"]["cores"] == os.cpu_count() and figures["machine"]["mode"] == "fresh"
+    assert {"load_average_1m_start", "load_average_1m_end", "revision"} <= set(figures["machine"])
 
     # import, rebuild and the model's own speed
     assert figures["import"]["entries"] == 20 and figures["import"]["chunks"] >= 20
@@ -41,8 +42,7 @@ def test_speed_quick_prints_every_figure(tmp_path: Path, weaviate_target: Weavia
     # retrieval at corpus size, with where its time goes
     search = figures["search"]
     assert LATENCY | {"p99_ms", "entries", "chunks"} <= set(search) and search["n"] == 5
-    assert {"embed_query", "language_counts", "vector_search", "keyword_search", "rest"} == set(
-        search["mean_breakdown_ms"])
+    assert {"embed_query", "vector_search", "keyword_search", "rest"} <= set(search["mean_breakdown_ms"])
     assert figures["approval_to_searchable"]["n"] == 2
 
     # ack latency in HTTP mode: the answers all came, none was lost
