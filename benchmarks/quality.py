@@ -1,11 +1,17 @@
-"""Retrieval and answer quality on a question set, side by side with a plain BM25 baseline.
+"""Retrieval and answer quality on a question set, side by side with the retrievers a team would otherwise use.
 
     python benchmarks/quality.py QUESTIONS.jsonl [--corpus PATH] [--data-dir DIR] [--quick] [--json-out FILE]
+        [--plot FILE.png] [--port N --grpc-port N]
 
 The corpus (JSONL: id, title, text, lang) is imported as approved entries through the service layer
 (re-importing unchanged documents is free, and embeddings are cached by text), then every question goes
 through ``search`` (recall@5, MRR@10) and ``ask`` (refusals). A question's ``relevant`` lists corpus ids,
 the primary answer first; ``[]`` means the right reply is "I don't know".
+
+The peers, in the same run on the same documents and questions (see quality_peers.py): plain BM25 (rank_bm25);
+vector-only search over our index (same embeddings, plain near_vector, documents by best chunk); LangChain's
+WeaviateVectorStore with its defaults, our embedding model and our Weaviate server, in a collection of its own
+that later runs reuse (its vectors are cached by text in the SQL store, like ours).
 """
 
 from __future__ import annotations
@@ -29,11 +35,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.quality_peers import LangChainPeer, langchain_missing, vector_only_ranker  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.services import KnowledgeService  # noqa: E402
 from bot.wiring import build_service  # noqa: E402
 
 QUICK_DOCS = 10
+# The peers, in the order of the table's columns: (key, column header, label).
+PEERS = [("bm25", "bm25", "BM25 (rank_bm25)"), ("vector", "vec", "vector-only"),
+         ("langchain", "lc", "LangChain Weaviate")]
 _TOKEN = re.compile(r"[a-z0-9]+|[\uac00-\ud7a3]+")
 
 
@@ -68,6 +78,10 @@ class Figures:
     mrr10: float | None = None
     bm25_recall5: float | None = None
     bm25_mrr10: float | None = None
+    vector_recall5: float | None = None
+    vector_mrr10: float | None = None
+    langchain_recall5: float | None = None
+    langchain_mrr10: float | None = None
     refused_unanswerable: float | None = None
     wrongly_refused: float | None = None
 
@@ -189,19 +203,22 @@ def _mean(values: Iterable[float]) -> float | None:
     return float(np.mean(items)) if items else None
 
 
-def figures(questions: list[Question], ours: dict[str, Outcome], bm25: dict[str, Outcome]) -> Figures:
+def figures(questions: list[Question], ours: dict[str, Outcome], peers: dict[str, dict[str, Outcome]]) -> Figures:
+    """``peers`` maps a key of PEERS to its outcomes; a peer that did not run is absent (its figures None)."""
     answerable = [q for q in questions if q.answerable]
     unanswerable = [q for q in questions if not q.answerable]
     refusals = {q.qid: bool(ours[q.qid].refused) for q in questions}
-    return Figures(
+    found = Figures(
         questions=len(questions), answerable=len(answerable), unanswerable=len(unanswerable),
         recall5=_mean(recall_at(q, ours[q.qid].ranked) for q in answerable),
         mrr10=_mean(reciprocal_rank(q, ours[q.qid].ranked) for q in answerable),
-        bm25_recall5=_mean(recall_at(q, bm25[q.qid].ranked) for q in answerable),
-        bm25_mrr10=_mean(reciprocal_rank(q, bm25[q.qid].ranked) for q in answerable),
         refused_unanswerable=_mean(float(refusals[q.qid]) for q in unanswerable),
         wrongly_refused=_mean(float(refusals[q.qid]) for q in answerable),
     )
+    for key, outcomes in peers.items():
+        setattr(found, f"{key}_recall5", _mean(recall_at(q, outcomes[q.qid].ranked) for q in answerable))
+        setattr(found, f"{key}_mrr10", _mean(reciprocal_rank(q, outcomes[q.qid].ranked) for q in answerable))
+    return found
 
 
 def groups(questions: list[Question]) -> dict[str, list[Question]]:
@@ -228,19 +245,48 @@ def _ratio(ours: float | None, base: float | None) -> str:
     return "  inf" if base == 0 else f"{ours / base:5.2f}"
 
 
+def _metric_cells(f: Figures, metric: str) -> str:
+    """Ours, then each peer's figure and the ratio ours / peer."""
+    ours = getattr(f, metric)
+    cells = [f"{_cell(ours):>5}"]
+    for key, _, _ in PEERS:
+        peer = getattr(f, f"{key}_{metric}")
+        cells.append(f"{_cell(peer):>5} {_ratio(ours, peer)}")
+    return " ".join(cells)
+
+
 def table(results: dict[str, Figures]) -> str:
-    head = (f"{'group':22} {'n':>3} {'ans':>3} | {'R@5':>5} {'bm25':>5} {'x':>5} | {'MRR':>5} {'bm25':>5} "
-            f"{'x':>5} | {'IDK-unans':>9} {'IDK-ans':>7}")
+    def metric_head(name: str) -> str:
+        return " ".join([f"{name:>5}", *(f"{column:>5} {'x':>5}" for _, column, _ in PEERS)])
+
+    head = (f"{'group':22} {'n':>3} {'ans':>3} | {metric_head('R@5')} | {metric_head('MRR')} | "
+            f"{'IDK-unans':>9} {'IDK-ans':>7}")
     lines = [head, "-" * len(head)]
     for name, f in results.items():
         lines.append(
-            f"{name:22} {f.questions:>3} {f.answerable:>3} | {_cell(f.recall5):>5} {_cell(f.bm25_recall5):>5} "
-            f"{_ratio(f.recall5, f.bm25_recall5)} | {_cell(f.mrr10):>5} {_cell(f.bm25_mrr10):>5} "
-            f"{_ratio(f.mrr10, f.bm25_mrr10)} | {_cell(f.refused_unanswerable):>9} {_cell(f.wrongly_refused):>7}"
+            f"{name:22} {f.questions:>3} {f.answerable:>3} | {_metric_cells(f, 'recall5')} | "
+            f"{_metric_cells(f, 'mrr10')} | {_cell(f.refused_unanswerable):>9} {_cell(f.wrongly_refused):>7}"
         )
-    lines.append("R@5 = recall@5, MRR = MRR@10 (answerable questions); x = ours / BM25; IDK-unans = unanswerable "
-                 "questions answered \"I don't know\"; IDK-ans = answerable questions wrongly refused.")
+    peers = ", ".join(f"{column} = {label}" for _, column, label in PEERS)
+    lines.append(f"R@5 = recall@5, MRR = MRR@10 (answerable questions); the first column is ours, then {peers}, "
+                 "each followed by x = ours / that peer;")
+    lines.append("IDK-unans = unanswerable questions answered \"I don't know\"; IDK-ans = answerable questions "
+                 "wrongly refused (ours only: the peers only retrieve).")
     return "\n".join(lines)
+
+
+def plot(results: dict[str, Figures], path: Path, *, title: str) -> None:
+    from benchmarks.quality_plot import plot_recall_by_kind
+
+    wanted = {name: f for name, f in results.items() if name == "overall" or name.startswith("kind=")}
+    rows = {name: {"ours": f.recall5, **{key: getattr(f, f"{key}_recall5") for key, _, _ in PEERS}}
+            for name, f in wanted.items()}
+    systems = [("ours", "ours (kb-bot)"), *((key, label) for key, _, label in PEERS)]
+    plot_recall_by_kind(rows, {name: f.answerable for name, f in wanted.items()}, systems, path, title=title)
+
+
+def run_peer(rank: Callable[[str], list[str]], questions: list[Question]) -> dict[str, Outcome]:
+    return {q.qid: Outcome(ranked=rank(q.text)) for q in questions}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -252,6 +298,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="where the benchmark's SQLite and Weaviate live (default: a folder under /tmp)")
     parser.add_argument("--quick", action="store_true", help="~10 documents and a few questions: a smoke test")
     parser.add_argument("--json-out", type=Path, default=None, help="also write the figures as JSON here")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="also draw recall@5 by question kind, ours beside each peer, as a PNG here")
     parser.add_argument("--port", type=int, default=None, help="embedded Weaviate HTTP port (default: settings)")
     parser.add_argument("--grpc-port", type=int, default=None, help="embedded Weaviate gRPC port")
     return parser.parse_args(argv)
@@ -266,22 +314,47 @@ def main(argv: list[str] | None = None) -> int:
         documents, questions = quick_subset(documents, questions)
     data_dir = args.data_dir or Path(tempfile.gettempdir()) / ("kb-quality-quick" if args.quick else "kb-quality")
     data_dir.mkdir(parents=True, exist_ok=True)
+    run_started = time.monotonic()
     service = open_service(data_dir, args.port, args.grpc_port)
+    peers: dict[str, dict[str, Outcome]] = {}
+    notes: list[str] = []
     try:
         print(import_corpus(service, documents, data_dir), f"({len(documents)} documents, data in {data_dir})")
         started = time.monotonic()
         ours = run_ours(service, questions)
-        elapsed = time.monotonic() - started
+        notes.append(f"ours: search + ask in {time.monotonic() - started:.1f}s")
+        started = time.monotonic()
+        peers["vector"] = run_peer(vector_only_ranker(service.index, service.embedder), questions)
+        notes.append(f"vector-only: near_vector over our index's chunks in {time.monotonic() - started:.1f}s")
+        missing = langchain_missing()
+        if missing is None:
+            langchain = LangChainPeer(service.index.client, service.embedder)
+            # Weaviate 1.35's BM25 misses postings still in a memtable (weaviate#11780): after its bulk insert the
+            # collection gets the settling time our service waits after its own (index_settle_seconds).
+            setup = langchain.build(documents, settle_seconds=service.settings.index_settle_seconds)
+            started = time.monotonic()
+            peers["langchain"] = run_peer(langchain.rank, questions)
+            notes.append(f"{setup.describe()}; queries in {time.monotonic() - started:.1f}s")
+        else:
+            notes.append(f"LangChain peer skipped ({missing}): its columns show -")
     finally:
         service.close()
-    baseline = bm25_ranker(documents)
-    bm25 = {q.qid: Outcome(ranked=baseline(q.text)) for q in questions}
-    results = {name: figures(items, ours, bm25) for name, items in groups(questions).items()}
-    print(f"{len(questions)} questions, search + ask in {elapsed:.1f}s\n")
+    started = time.monotonic()
+    peers["bm25"] = run_peer(bm25_ranker(documents), questions)
+    notes.append(f"BM25: rank_bm25 BM25Okapi over title + text, lowercased, Hangul as character bigrams, "
+                 f"in {time.monotonic() - started:.1f}s")
+    results = {name: figures(items, ours, peers) for name, items in groups(questions).items()}
+    print(f"{len(questions)} questions")
+    print("\n".join(f"- {note}" for note in notes) + "\n")
     print(table(results))
     if args.json_out:
         payload = {name: vars(f) for name, f in results.items()}
         args.json_out.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    if args.plot:
+        plot(results, args.plot, title=f"recall@5 by question kind: {args.questions.name}, {len(documents)} "
+                                        f"documents, {len(questions)} questions")
+        print(f"plot written to {args.plot}")
+    print(f"wall time {time.monotonic() - run_started:.0f}s")
     return 0
 
 
