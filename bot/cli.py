@@ -352,6 +352,19 @@ def gaps(ctx: click.Context, as_json: bool) -> None:
         click.echo("\n".join(f"{r['at'][:16]}  {r['asked_by']}: {r['question']}" for r in rows) or "No gaps.")
 
 
+@cli.command("review-interval")
+@click.argument("entry_id", type=int)
+@click.argument("days", type=int, required=False)
+@click.option("--by", "actor", default=lambda: os.environ.get("USER", "cli"), help="Who sets it.")
+@click.pass_context
+def review_interval(ctx: click.Context, entry_id: int, days: int | None, actor: str) -> None:
+    """Set an entry's own re-verification interval in days (none: back to its tags' interval or the default)."""
+    with _service(ctx) as service:
+        entry = service.set_review_interval(entry_id, days, by=actor)
+    when = entry.review_after.strftime("%Y-%m-%d") if entry.review_after else "never"
+    click.echo(f"Entry #{entry.id}: reviewed every {days or 'default'} days; next review {when}.")
+
+
 @cli.command()
 @click.argument("name", type=click.Choice(["outbox_sync", "reconcile", "verification", "approval_reminders",
                                            "gaps_digest"]))

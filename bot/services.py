@@ -620,6 +620,10 @@ class KnowledgeService:
         with self.db.session() as session:
             lifecycle.mark_review_requested(session, entry_id)
 
+    def set_review_interval(self, entry_id: int, days: int | None, *, by: str) -> Entry:
+        with self.db.session() as session:
+            return lifecycle.set_review_interval(session, entry_id=entry_id, days=days, by=by)
+
     def reverify(self, entry_id: int, *, by: str) -> Entry:
         with self._run_task(role="librarian", command="reverify", actor=by, input=f"entry #{entry_id}",
                             plan=["reverify"]) as task, task.step("reverify"), self.db.session() as session:

@@ -367,3 +367,19 @@ def bring_review_forward(session: Session, *, entry_id: int, reason: str) -> boo
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def set_review_interval(session: Session, *, entry_id: int, days: int | None, by: str) -> Entry:
+    """This entry's own review interval (None: back to its tags' or the default); its next review is counted
+    from when it was last approved or re-verified."""
+    if days is not None and not 1 <= days <= 3650:
+        raise BadInput("A review interval is between 1 and 3650 days.")
+    entry = get_entry(session, entry_id)
+    entry.review_interval_days = days
+    if days is not None:
+        entry.review_after = _aware(entry.updated_at) + timedelta(days=days)
+    session.add(entry)
+    audit(session, actor=by, action="entry.review_interval_set", subject_type="entry", subject_id=entry_id,
+          days=days)
+    session.flush()
+    return entry

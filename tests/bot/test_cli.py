@@ -265,3 +265,18 @@ def test_kb_job_runs_a_scheduled_job_by_hand(kb_env: dict[str, str]) -> None:
     assert sorted(rows) == [("scheduler", "kb-scheduler", "succeeded"), ("scheduler", "kb-scheduler:cli", "succeeded")]
     unknown = kb(kb_env, "job", "make_coffee")
     assert unknown.returncode == 2 and "make_coffee" in unknown.stderr
+
+
+def test_an_entry_gets_its_own_review_interval(kb_env: dict[str, str]) -> None:
+    proposed = json.loads(kb(kb_env, "propose", "--title", "Rotate the TLS certificate", "--by", "alice", "--json",
+                             "Run `certbot renew` on the edge hosts.").stdout)
+    decided = json.loads(kb(kb_env, "approve", str(proposed["id"]), "--by", "bob", "--json").stdout)
+    done = kb(kb_env, "review-interval", str(decided["entry_id"]), "30", "--by", "carol")
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(kb(kb_env, "show", str(decided["entry_id"]), "--json").stdout)
+    approved = shown["history"][0]["approved_at"][:10]
+    from datetime import date, timedelta
+    assert shown["review_after"][:10] == (date.fromisoformat(approved) + timedelta(days=30)).isoformat()
+    assert "entry.review_interval_set" in [a["action"] for a in shown["audit"]]
+    bad = kb(kb_env, "review-interval", str(decided["entry_id"]), "0")
+    assert bad.returncode == 1 and "between 1 and 3650" in bad.stderr
