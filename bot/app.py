@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltContext
+from slack_bolt.lazy_listener.thread_runner import ThreadLazyListenerRunner
 from slack_sdk import WebClient
 
 from bot.config import Settings
@@ -18,6 +19,8 @@ from handlers import answers, capture, channel, commands, home, proposals, verif
 from handlers.errors import global_error_handler
 from handlers.notify import SlackNotifier
 
+ACK_WORKERS = 32  # ack functions: quick, many at once
+LAZY_WORKERS = 8  # answers, proposals, cards: the embedder and Claude are the bottleneck, not threads
 HANDLER_MODULES = (commands, proposals, answers, capture, home, verification, channel)
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,9 @@ def web_client(settings: Settings) -> WebClient:
 def create_app(settings: Settings, service: KnowledgeService, *, client: WebClient | None = None,
                listener_executor: Executor | None = None) -> App:
     signing_secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    own_executors = listener_executor is None
+    if own_executors:
+        listener_executor = ThreadPoolExecutor(max_workers=ACK_WORKERS, thread_name_prefix="kb-ack")
     app = App(
         client=client or web_client(settings),
         signing_secret=signing_secret,
@@ -53,6 +59,12 @@ def create_app(settings: Settings, service: KnowledgeService, *, client: WebClie
         finally:
             service.metrics.ack_seconds.observe(timer.seconds)
 
+    if own_executors:
+        # Acks must not queue behind slow work: Bolt runs ack functions and lazy listeners on one executor, so
+        # under a burst (an incident: 50 people at once) acks waited behind answers and missed Slack's 3 s.
+        # The lazy work (retrieval, Claude, Slack calls) gets a pool of its own.
+        app._listener_runner.lazy_listener_runner = ThreadLazyListenerRunner(
+            logger=app.logger, executor=ThreadPoolExecutor(max_workers=LAZY_WORKERS, thread_name_prefix="kb-work"))
     app.error(global_error_handler)
     for module in HANDLER_MODULES:
         module.register(app)

@@ -685,7 +685,7 @@ class KnowledgeService:
                 # Keyword-first: every entry is searchable by BM25 within seconds (vectors from the cache
                 # only), then the missing vectors are computed and the entries become fully hybrid.
                 with task.step("index_keyword") as step:
-                    report.sync = self.sync_outbox_safely(embed=False)
+                    report.sync = self._sync_all(embed=False)
                     report.keyword_ready_seconds = step["seconds"] = round(timer.seconds, 2)
                 with task.step("index_vectors") as step:
                     vectors = self.fill_vectors()
@@ -732,6 +732,19 @@ class KnowledgeService:
     # --- the index ----------------------------------------------------------------------------------
     def sync_outbox(self, *, embed: bool = True) -> SyncReport:
         return self.indexer.sync_outbox(embed=embed)
+
+    def _sync_all(self, *, embed: bool) -> SyncReport:
+        """Apply the outbox until nothing due is left (one pass takes at most 1,000 events)."""
+        total = SyncReport()
+        while True:
+            report = self.sync_outbox_safely(embed=embed)
+            total.applied += report.applied
+            total.failed += report.failed
+            total.errors += report.errors
+            total.vectors_pending += report.vectors_pending
+            waiting = [e for e in pending_outbox(self.db, due_only=True) if embed or e.op != OutboxOp.VECTORIZE]
+            if report.errors or not report.applied or not waiting:
+                return total
 
     def fill_vectors(self) -> SyncReport:
         """Apply the outbox until no entry waits for its vectors (or the index refuses)."""

