@@ -20,6 +20,7 @@ topic; without it the similarity separates "about this" from "about something el
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +30,7 @@ from store.index import KEYWORD_FIELDS, IndexHit, KnowledgeIndex, LanguageProfil
 from store.text import detect_language, shorten
 
 RRF_K = 60
+_QUERIES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kb-search")  # Weaviate queries of one search
 HEADING_SAMPLE = 256  # titles and headings per language embedded as queries to find that language's query centre
 # A language's centre is only meaningful over many chunks (over one chunk, that chunk *is* the centre): below
 # this many in any language, confidence falls back to the plain cosine similarity.
@@ -99,15 +101,25 @@ class Retriever:
     def search_with_confidence(self, query: str, *, k: int = 5) -> tuple[list[EntryHit], Confidence]:
         """The best ``k`` entries, and the best centred similarity of any candidate chunk: how much anything in
         the index is about the query at all (the signal for "I don't know")."""
-        vector = self.embedder.embed_query(query)
         limit = max(self.candidates, k * 8)
-        profiles = self.index.language_profiles()
+        collection = self.index.ensure()  # the alias resolved once, not once per query
+        # BM25 needs no query vector: it runs while the query is embedded; the vector searches follow, at once.
+        keyword_lists = [_QUERIES.submit(self.index.keyword_search, query, fields=fields, limit=limit,
+                                         include_vector=True, collection=collection) for fields in KEYWORD_FIELDS]
+        vector = self.embedder.embed_query(query)
+        profiles = self.index.language_profiles(collection=collection)
         centres = bool(profiles) and all(p.chunks >= MIN_CENTRE_CHUNKS for p in profiles.values())
         centred = self.centred_query(query, vector, self.with_query_centres(profiles)) if centres else None
-        lists = [RankedList(self.alpha, self.vector_hits(vector, centred, profiles, limit=limit))]
-        for fields in KEYWORD_FIELDS:
-            hits = self.index.keyword_search(query, fields=fields, limit=limit, vector=vector)
+        vector_lists = {language: _QUERIES.submit(self.index.vector_search, vector, limit=limit, language=language,
+                                                  include_vector=True, collection=collection)
+                        for language in profiles}
+        lists = [RankedList(self.alpha, self.vector_hits(
+            vector, centred, profiles, found={lang: f.result() for lang, f in vector_lists.items()}))]
+        for future in keyword_lists:
+            hits = future.result()
             for hit in hits:
+                if hit.vector is not None:
+                    hit.similarity = float(np.dot(hit.vector, vector))
                 hit.relevance = _relevance(hit, centred, profiles)
             lists.append(RankedList(1.0 - self.alpha, hits))
         if centres:
@@ -138,14 +150,16 @@ class Retriever:
         return _unit(vector - origin)
 
     def vector_hits(self, vector: np.ndarray, centred: np.ndarray | None, profiles: dict[str, LanguageProfile], *,
-                    limit: int) -> list[IndexHit]:
+                    limit: int = 100, found: dict[str, list[IndexHit]] | None = None) -> list[IndexHit]:
         """Nearest chunks of every language, ranked by cosine minus the query's similarity to that language's
         centre (the ranking measured fully from the centres was no better on the benchmark); each also carries
         its centred similarity, the confidence signal."""
         hits: list[IndexHit] = []
         for language, profile in profiles.items():
             offset = float(np.dot(profile.centroid, vector))
-            for hit in self.index.vector_search(vector, limit=limit, language=language, include_vector=True):
+            nearest = found[language] if found is not None else self.index.vector_search(
+                vector, limit=limit, language=language, include_vector=True)
+            for hit in nearest:
                 hit.score = (hit.similarity or 0.0) - offset
                 hit.relevance = _relevance(hit, centred, profiles)
                 hits.append(hit)

@@ -261,16 +261,17 @@ class KnowledgeIndex:
         return hits
 
     def keyword_search(self, query: str, *, fields: str, limit: int, vector: np.ndarray | None = None,
-                       collection: str | None = None) -> list[IndexHit]:
+                       collection: str | None = None, include_vector: bool = False) -> list[IndexHit]:
         """BM25 over the keyword fields of one tokenization (``en`` or ``ko``, see KEYWORD_FIELDS); with a
-        query vector, each hit also carries its cosine similarity to it."""
+        query vector, each hit also carries its cosine similarity to it (``include_vector``: the stored vectors
+        only, for a caller whose query vector is not ready yet)."""
         response = self._collection(collection).query.bm25(
             query=query,
             query_properties=KEYWORD_FIELDS[fields],
             limit=limit,
             return_metadata=MetadataQuery(score=True),
             return_properties=_RETURN_PROPERTIES,
-            include_vector=vector is not None,
+            include_vector=vector is not None or include_vector,
         )
         hits = []
         for obj in response.objects:
