@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import socket
 import sys
 import tempfile
 import time
@@ -35,10 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.quality import import_corpus, open_service, read_jsonl  # noqa: E402
 from bot.alerts import parse_alert, split_name  # noqa: E402
-from bot.config import Settings  # noqa: E402
 from bot.services import KnowledgeService  # noqa: E402
-from bot.wiring import build_service  # noqa: E402
 from tests.fakes.alert_messages import alertmanager_message  # noqa: E402
 
 PREFIX = "prometheus-operator/runbooks:"
@@ -87,11 +85,6 @@ class Figures:
 
 
 # --- the alerts -------------------------------------------------------------------------------------------------
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
 def cases(documents: list[dict[str, Any]]) -> list[Case]:
     found = []
     for doc in documents:
@@ -174,39 +167,6 @@ def generic_summary(alert: str) -> str:
 
 
 # --- the service ------------------------------------------------------------------------------------------------
-def port_in_use(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.3)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def open_service(data_dir: Path, port: int | None, grpc_port: int | None) -> KnowledgeService:
-    """The service on an embedded Weaviate of its own under ``data_dir`` (always on the same ports for a given
-    data dir: the server's Raft state remembers them)."""
-    base = Settings(data_dir=data_dir)
-    settings = base.model_copy(update={
-        "weaviate_url": None, "weaviate_grpc_url": None, "database_url": None,
-        "weaviate_port": port or base.weaviate_port, "weaviate_grpc_port": grpc_port or base.weaviate_grpc_port,
-    })
-    if port_in_use(settings.weaviate_port):
-        raise SystemExit(f"port {settings.weaviate_port} is in use (another kb or Weaviate?): stop it, or pass "
-                         "--port and --grpc-port (always the same ones for a given --data-dir)")
-    return build_service(settings)
-
-
-def import_corpus(service: KnowledgeService, documents: list[dict[str, Any]], data_dir: Path) -> str:
-    source = data_dir / "corpus-import.jsonl"
-    source.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in documents), encoding="utf-8")
-    started = time.monotonic()
-    report = service.import_paths([source], approved_by="alerts-benchmark")
-    if report.failed:
-        raise SystemExit(f"import failed: {report.failed[:3]}")
-    if not service.doctor().clean:  # an index built by an older schema: rebuild it from SQL (embeddings cached)
-        service.doctor(repair=True)
-    return (f"imported {report.created} new, {report.updated} updated, {report.unchanged} unchanged "
-            f"in {time.monotonic() - started:.0f}s")
-
-
 def run(service: KnowledgeService, items: list[Case]) -> list[Result]:
     sources: dict[int, str | None] = {}
     results = []
@@ -295,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     service = open_service(data_dir, args.port, args.grpc_port)
     try:
-        print(import_corpus(service, documents, data_dir), f"({len(documents)} documents, data in {data_dir})")
+        imported = import_corpus(service, documents, data_dir, approved_by="alerts-benchmark")
+        print(imported, f"({len(documents)} documents, data in {data_dir})")
         lookups = time.monotonic()
         results = run(service, items)
         lookup_seconds = time.monotonic() - lookups

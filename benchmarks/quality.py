@@ -165,11 +165,12 @@ def open_service(data_dir: Path, port: int | None, grpc_port: int | None) -> Kno
     return build_service(settings)
 
 
-def import_corpus(service: KnowledgeService, documents: list[dict[str, Any]], data_dir: Path) -> str:
+def import_corpus(service: KnowledgeService, documents: list[dict[str, Any]], data_dir: Path, *,
+                  approved_by: str = "quality-benchmark") -> str:
     source = data_dir / "corpus-import.jsonl"
     source.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in documents), encoding="utf-8")
     started = time.monotonic()
-    report = service.import_paths([source], approved_by="quality-benchmark")
+    report = service.import_paths([source], approved_by=approved_by)
     if report.failed:
         raise SystemExit(f"import failed: {report.failed[:3]}")
     drift = service.doctor()
