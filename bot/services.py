@@ -747,15 +747,9 @@ class KnowledgeService:
                 return total
 
     def fill_vectors(self) -> SyncReport:
-        """Apply the outbox until no entry waits for its vectors (or the index refuses)."""
-        total = SyncReport()
-        while any(e.op == OutboxOp.VECTORIZE for e in pending_outbox(self.db, due_only=True)):
-            report = self.sync_outbox_safely()
-            total.applied += report.applied
-            total.errors += report.errors
-            if report.errors or not report.applied:
-                break
-        return total
+        """Apply the outbox, vectorize events included, until no entry waits for its vectors (or the index
+        refuses)."""
+        return self._sync_all(embed=True)
 
     def sync_outbox_safely(self, *, embed: bool = True) -> SyncReport:
         """Apply the outbox now if the index is reachable; if not, the events wait for the next sync."""

@@ -90,12 +90,7 @@ class CachedEmbedder:
 
     def _cached(self, texts: Sequence[str], kind: str, embed: Callable[[Sequence[str]], np.ndarray]) -> np.ndarray:
         keys = [self._key(t, kind) for t in texts]
-        found: dict[str, np.ndarray] = {}
-        with self.db.session() as session:
-            for start in range(0, len(keys), 500):
-                batch = keys[start : start + 500]
-                for row in session.exec(select(EmbeddingCache).where(col(EmbeddingCache.key).in_(batch))):
-                    found[row.key] = np.frombuffer(row.vector, dtype=np.float32)
+        found = self._lookup(keys)
         # Each distinct missing text once, shortest first so batches pad little.
         missing = sorted({k: i for i, k in enumerate(keys) if k not in found}.values(), key=lambda i: len(texts[i]))
         self.hits += len(keys) - len(missing)
@@ -116,10 +111,15 @@ class CachedEmbedder:
     def cached(self, texts: Sequence[str]) -> list[np.ndarray | None]:
         """The vectors already computed for these texts, None where there is none: no model time at all."""
         keys = [self._key(t) for t in texts]
+        found = self._lookup(keys)
+        return [found.get(k) for k in keys]
+
+    def _lookup(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        """The cached vectors of these keys (in batches: SQL caps the size of an IN list)."""
         found: dict[str, np.ndarray] = {}
         with self.db.session() as session:
             for start in range(0, len(keys), 500):
-                batch = keys[start : start + 500]
+                batch = list(keys[start : start + 500])
                 for row in session.exec(select(EmbeddingCache).where(col(EmbeddingCache.key).in_(batch))):
                     found[row.key] = np.frombuffer(row.vector, dtype=np.float32)
-        return [found.get(k) for k in keys]
+        return found
