@@ -30,7 +30,7 @@ def proposal_json(proposal: Proposal) -> dict[str, Any]:
 
 
 def entry_detail_json(detail: EntryDetail) -> dict[str, Any]:
-    current = next((v for v in detail.versions if v.version == detail.entry.current_version), None)
+    current = detail.current
     return {
         **entry_json(detail.entry),
         "body": current.body if current else "",

@@ -93,6 +93,11 @@ class EntryDetail:
     proposals: list[Proposal]
     audit: list[AuditLog]
 
+    @property
+    def current(self) -> EntryVersion | None:
+        """The entry's current version (None only for an entry whose versions are missing)."""
+        return next((v for v in self.versions if v.version == self.entry.current_version), None)
+
 
 @dataclass
 class ProposalDetail:
@@ -532,7 +537,7 @@ class KnowledgeService:
                 how = "alias"
         if entry is not None:
             detail = self.show_entry(entry.id or 0)
-            body = next(v.body for v in detail.versions if v.version == entry.current_version)
+            body = detail.current.body if detail.current else ""
             return RunbookMatch(entry.id or 0, entry.current_version, entry.title, how,  # type: ignore[arg-type]
                                 key_steps(body, query=alert.search_text), entry.source_ref)
         hits = self._retrieve(alert.search_text, k=3)

@@ -25,6 +25,7 @@ from slack_sdk.models.views import View
 from bot.channel import RunbookMatch
 from bot.home import CitationDetail, HomeSummary
 from bot.roles.answerer import Answer
+from bot.services import EntryDetail
 from handlers import ids
 from handlers.text import MAX_BLOCKS_MESSAGE, MAX_BLOCKS_MODAL, MAX_INPUT_CHARS, clip, escape, split_text
 from handlers.values import AnswerRef, EntryRef, ProposalRef, encode_answer, encode_entry, encode_proposal
@@ -218,6 +219,12 @@ def reject_modal(proposal: Proposal, private_metadata: str) -> View:
                     _text_input(ids.Block.REASON, ids.Field.REASON, "Why? The proposer will see this.", "",
                                 multiline=True),
                 ])
+
+
+def entry_detail_blocks(detail: EntryDetail) -> list[Block]:
+    """An entry as `/kb show` and "Show the whole entry" present it: its current text and its history."""
+    history = [(v.version, v.approved_by, v.change_note, v.approved_at) for v in detail.versions]
+    return entry_blocks(detail.entry, detail.current.body if detail.current else "", history)
 
 
 def entry_blocks(entry: Entry, body: str, history: Sequence[tuple[int, str, str, datetime | None]]) -> list[Block]:

@@ -124,10 +124,8 @@ def on_message(event: dict[str, Any], context: BoltContext, client: WebClient) -
 def show_entry(body: dict[str, Any], action: dict[str, Any], context: BoltContext, respond: Respond) -> None:
     service: KnowledgeService = context["kb"]
     detail = service.show_entry(decode_entry(action["value"]).entry_id)
-    current = next(v for v in detail.versions if v.version == detail.entry.current_version)
-    history = [(v.version, v.approved_by, v.change_note, v.approved_at) for v in detail.versions]
-    respond(blocks=blocks.entry_blocks(detail.entry, current.body, history), text=detail.entry.title,
-            response_type="ephemeral", replace_original=False)
+    respond(blocks=blocks.entry_detail_blocks(detail), text=detail.entry.title, response_type="ephemeral",
+            replace_original=False)
 
 
 # --- capture by reaction ----------------------------------------------------------------------------------

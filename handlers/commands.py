@@ -85,10 +85,8 @@ def propose(service: KnowledgeService, rest: str, user: str, respond: Respond, c
 
 def show(service: KnowledgeService, rest: str, respond: Respond, **_: Any) -> None:
     detail = service.show_entry(_number(rest, "show entry"))
-    current = next(v for v in detail.versions if v.version == detail.entry.current_version)
-    history = [(v.version, v.approved_by, v.change_note, v.approved_at) for v in detail.versions]
-    respond(blocks=blocks.entry_blocks(detail.entry, current.body, history), text=detail.entry.title,
-            response_type="ephemeral", replace_original=True)
+    respond(blocks=blocks.entry_detail_blocks(detail), text=detail.entry.title, response_type="ephemeral",
+            replace_original=True)
 
 
 def pending(service: KnowledgeService, user: str, respond: Respond, client: Any, **_: Any) -> None:

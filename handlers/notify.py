@@ -23,7 +23,7 @@ class SlackNotifier:
     def review_due(self, detail: EntryDetail) -> None:
         """A DM to the owner; an owner with no Slack account (an import) is asked in the approval channel."""
         entry = detail.entry
-        current = next((v for v in detail.versions if v.version == entry.current_version), None)
+        current = detail.current
         owner_is_user = re.fullmatch(r"[UW][A-Z0-9]{2,}", entry.owner) is not None
         channel = entry.owner if owner_is_user else self.settings.approval_channel
         if not channel:

@@ -13,7 +13,7 @@ from handlers.acks import ack_only
 from handlers.errors import reports_errors
 from handlers.proposals import draft_from_view, is_approver, post_card, review_quietly
 from handlers.values import decode_entry
-from store.errors import KbError, NotAllowed
+from store.errors import KbError, NotAllowed, NotFound
 from store.lifecycle import Draft
 from store.models import ProposalKind
 
@@ -40,7 +40,9 @@ def open_update(ack: Ack, body: dict[str, Any], action: dict[str, Any], context:
     ack()
     service: KnowledgeService = context["kb"]
     detail = service.show_entry(decode_entry(action["value"]).entry_id)
-    current = next(v for v in detail.versions if v.version == detail.entry.current_version)
+    current = detail.current
+    if current is None:
+        raise NotFound(f"Entry #{detail.entry.id} has no current version to edit.")
     client.views_open(trigger_id=body["trigger_id"], view=blocks.draft_modal(
         ids.View.UPDATE_ENTRY, "Update entry", draft_title=current.title, body=current.body, tags=current.tags,
         private_metadata=action["value"], submit="Propose"))
