@@ -117,16 +117,18 @@ class Retriever:
             vector, centred, profiles, found={lang: f.result() for lang, f in vector_lists.items()}))]
         for future in keyword_lists:
             hits = future.result()
-            for hit in hits:
-                if hit.vector is not None:
-                    hit.similarity = float(np.dot(hit.vector, vector))
-                hit.relevance = _relevance(hit, centred, profiles)
+            with_vectors = [h for h in hits if h.vector is not None]
+            if with_vectors:
+                similarities = np.stack([h.vector for h in with_vectors if h.vector is not None]) @ vector
+                for hit, similarity in zip(with_vectors, similarities, strict=True):
+                    hit.similarity = float(similarity)
+            _set_relevance(hits, centred, profiles)
             lists.append(RankedList(1.0 - self.alpha, hits))
         if centres:
             best = max((h.relevance for r in lists for h in r.hits if h.relevance is not None), default=-1.0)
         else:
             best = max((h.similarity for r in lists for h in r.hits if h.similarity is not None), default=0.0)
-        return fuse(lists, rrf_k=self.rrf_k)[:k], Confidence(best, centred=centres)
+        return fuse(lists, rrf_k=self.rrf_k, limit=k), Confidence(best, centred=centres)
 
     def with_query_centres(self, profiles: dict[str, LanguageProfile]) -> dict[str, LanguageProfile]:
         """The index's languages, each with its passage centre and (computed here, once) its query centre."""
@@ -161,8 +163,8 @@ class Retriever:
                 vector, limit=limit, language=language, include_vector=True)
             for hit in nearest:
                 hit.score = (hit.similarity or 0.0) - offset
-                hit.relevance = _relevance(hit, centred, profiles)
-                hits.append(hit)
+            _set_relevance(nearest, centred, profiles)
+            hits.extend(nearest)
         return sorted(hits, key=lambda h: h.score, reverse=True)
 
 
@@ -171,28 +173,37 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / norm if norm > 0 else vector
 
 
-def _relevance(hit: IndexHit, centred_query: np.ndarray | None, profiles: dict[str, LanguageProfile]
-               ) -> float | None:
-    """Cosine between the chunk vector, seen from its language's centre, and the centred query vector (None
-    while the index is too small for centres)."""
-    profile = profiles.get(hit.language)
+def _set_relevance(hits: Sequence[IndexHit], centred_query: np.ndarray | None,
+                   profiles: dict[str, LanguageProfile]) -> None:
+    """Each hit's cosine between its chunk vector, seen from its language's centre, and the centred query
+    vector (None while the index is too small for centres; -1 for a chunk without a vector yet). One matrix
+    product per language: a search scores hundreds of chunks, and per-hit numpy calls held the GIL for
+    milliseconds that concurrent acks were waiting for."""
+    for hit in hits:
+        hit.relevance = None if centred_query is None else -1.0
     if centred_query is None:
-        return None
-    if hit.vector is None or profile is None:
-        return -1.0
-    return float(np.dot(_unit(hit.vector - profile.centroid), centred_query))
+        return
+    for language, profile in profiles.items():
+        scored = [h for h in hits if h.language == language and h.vector is not None]
+        if not scored:
+            continue
+        offsets = np.stack([h.vector for h in scored if h.vector is not None]) - profile.centroid
+        norms = np.linalg.norm(offsets, axis=1)
+        cosines = (offsets @ centred_query) / np.where(norms > 0, norms, 1.0)
+        for hit, cosine in zip(scored, cosines, strict=True):
+            hit.relevance = float(cosine)
 
 
-def fuse(lists: Sequence[RankedList], *, rrf_k: int = RRF_K) -> list[EntryHit]:
+def fuse(lists: Sequence[RankedList], *, rrf_k: int = RRF_K, limit: int | None = None) -> list[EntryHit]:
     """Weighted reciprocal rank fusion: an entry earns ``weight / (rrf_k + rank)`` from each list by its best
     chunk's rank among entries, so a long entry gets no more votes than a short one. Scores are scaled so that
-    an entry ranked first by every list scores 1."""
+    an entry ranked first by every list scores 1. Only the best ``limit`` entries are built into hits."""
     votes: dict[int, _Votes] = {}
     for ranked in lists:
         _vote(votes, ranked, rrf_k)
     top = sum(r.weight for r in lists if r.hits) / (rrf_k + 1) or 1.0
-    hits = [_entry_hit(entry_id, v, v.score / top) for entry_id, v in votes.items()]
-    return sorted(hits, key=lambda h: h.score, reverse=True)
+    ranked_entries = sorted(votes.items(), key=lambda item: item[1].score, reverse=True)[:limit]
+    return [_entry_hit(entry_id, v, v.score / top) for entry_id, v in ranked_entries]
 
 
 def _vote(votes: dict[int, _Votes], ranked: RankedList, rrf_k: int) -> None:

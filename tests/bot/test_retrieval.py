@@ -1,0 +1,52 @@
+"""Rank fusion and the centred relevance, without a server: the arithmetic the search's answers rest on."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bot.retrieval import RankedList, _set_relevance, fuse
+from store.index import IndexHit, LanguageProfile
+
+
+def _chunk(entry_id: int, chunk_no: int = 0, *, language: str = "en", vector: np.ndarray | None = None) -> IndexHit:
+    return IndexHit(entry_id=entry_id, version=1, chunk_no=chunk_no, source_ref=f"doc-{entry_id}",
+                    title=f"Entry {entry_id}", heading_path="", text=f"text of entry {entry_id}",
+                    language=language, score=0.0, vector=vector)
+
+
+def test_fusion_ranks_by_weighted_reciprocal_rank_and_builds_only_the_best() -> None:
+    vector_list = RankedList(0.65, [_chunk(1), _chunk(2), _chunk(3)])
+    keyword_list = RankedList(0.35, [_chunk(3), _chunk(3, 1), _chunk(2), _chunk(4)])
+    everything = fuse([vector_list, keyword_list])
+    # entry 2: 0.65/62 + 0.35/62 beats entry 1 (0.65/61) and entry 3 (0.65/63 + 0.35/61)
+    assert [h.entry_id for h in everything] == [2, 3, 1, 4]
+    assert everything[0].score < 1.0 < everything[0].score + 0.02  # near the top on both lists: close to 1
+    top_two = fuse([vector_list, keyword_list], limit=2)
+    assert [(h.entry_id, h.score) for h in top_two] == [(h.entry_id, h.score) for h in everything[:2]]
+
+
+def test_fusion_counts_an_entry_once_per_list_however_many_chunks_it_has() -> None:
+    long_entry = [_chunk(1, n) for n in range(5)]
+    fused = fuse([RankedList(1.0, [*long_entry, _chunk(2)])])
+    assert [h.entry_id for h in fused] == [1, 2]
+    assert fused[1].score == (1 / 62) / (1 / 61)  # entry 2 is the second *entry*, not the sixth chunk
+
+
+def test_relevance_is_the_cosine_seen_from_the_chunk_languages_centre() -> None:
+    rng = np.random.default_rng(7)
+    profiles = {lang: LanguageProfile(centroid=rng.normal(size=8).astype(np.float32), headings=[], chunks=500)
+                for lang in ("en", "ko")}
+    query = rng.normal(size=8).astype(np.float32)
+    query /= np.linalg.norm(query)
+    hits = [_chunk(n, language=lang, vector=rng.normal(size=8).astype(np.float32))
+            for n, lang in enumerate(["en", "ko", "en", "ko"])]
+    hits.append(_chunk(9))  # no vector yet (keyword-first import): the lowest relevance
+    _set_relevance(hits, query, profiles)
+    for hit in hits[:4]:
+        assert hit.vector is not None
+        offset = hit.vector - profiles[hit.language].centroid
+        assert hit.relevance is not None
+        assert abs(hit.relevance - float(offset @ query / np.linalg.norm(offset))) < 1e-5
+    assert hits[4].relevance == -1.0
+    _set_relevance(hits, None, profiles)  # an index too small for centres: no centred relevance at all
+    assert all(h.relevance is None for h in hits)
