@@ -12,6 +12,9 @@ from bot.tasks import TaskIdFilter
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [task %(task_id)s]: %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(task_id)s %(message)s"
+# Client libraries that log every HTTP request at INFO (weaviate-client's REST calls: a dozen lines per answer);
+# they speak only at WARNING unless the operator asks for DEBUG.
+CHATTY_LOGGERS = ("httpx", "httpcore")
 
 
 def formatter(kind: str) -> logging.Formatter:
@@ -38,3 +41,5 @@ def configure(kind: str, *, path: Path | None = None, level: str | None = None) 
     root.addHandler(handler)
     if level:
         root.setLevel(level.upper())
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if root.level == logging.DEBUG else logging.WARNING)

@@ -118,6 +118,7 @@ def test_serve_logs_are_json_lines_with_the_task_id(tmp_path: Path) -> None:
     try:
         with run_task(db, role="answerer", command="ask", actor="U1", input="q", plan=["answer"]) as task:
             logging.getLogger("kb.test").warning("inside the task")
+            logging.getLogger("httpx").info("HTTP Request: GET http://localhost:8079/v1/aliases/KbChunks")
         logging.getLogger("kb.test").warning("outside any task")
     finally:
         logs.configure("text", level="WARNING")
@@ -126,6 +127,7 @@ def test_serve_logs_are_json_lines_with_the_task_id(tmp_path: Path) -> None:
     mine = [line for line in lines if line["logger"] == "kb.test"]
     assert [(line["message"], line["task_id"], line["level"]) for line in mine] == [
         ("inside the task", task.id, "WARNING"), ("outside any task", "-", "WARNING")]
+    assert not [line for line in lines if line["logger"] == "httpx"]  # a line per Weaviate call is noise at INFO
 
 
 def test_socket_mode_serves_metrics_on_its_own_port() -> None:
