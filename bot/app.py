@@ -8,7 +8,6 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltContext
-from slack_bolt.lazy_listener.thread_runner import ThreadLazyListenerRunner
 from slack_sdk import WebClient
 
 from bot.config import Settings
@@ -19,7 +18,6 @@ from handlers import answers, capture, channel, commands, home, proposals, verif
 from handlers.errors import global_error_handler
 from handlers.notify import SlackNotifier
 
-ACK_WORKERS = 32  # ack functions: quick, many at once
 LAZY_WORKERS = 8  # answers, proposals, cards: the embedder and Claude are the bottleneck, not threads
 HANDLER_MODULES = (commands, proposals, answers, capture, home, verification, channel)
 log = logging.getLogger(__name__)
@@ -32,11 +30,8 @@ def web_client(settings: Settings) -> WebClient:
 
 
 def create_app(settings: Settings, service: KnowledgeService, *, client: WebClient | None = None,
-               listener_executor: Executor | None = None) -> App:
+               lazy_executor: Executor | None = None) -> App:
     signing_secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
-    own_executors = listener_executor is None
-    if own_executors:
-        listener_executor = ThreadPoolExecutor(max_workers=ACK_WORKERS, thread_name_prefix="kb-ack")
     app = App(
         client=client or web_client(settings),
         signing_secret=signing_secret,
@@ -45,13 +40,19 @@ def create_app(settings: Settings, service: KnowledgeService, *, client: WebClie
         token_verification_enabled=False,
         raise_error_for_unhandled_request=False,
         logger=logging.getLogger("slack_bolt"),
-        listener_executor=listener_executor,
+        # Every listener is an ack function that returns at once (inline, in the request's thread) plus lazy
+        # listeners for the work. Bolt's other mode runs ack functions on a thread of their own and polls for
+        # the ack every 10 ms: 13.6 ms per ack instead of 3.4 (benchmarks/speed.py), and under a burst (an
+        # incident: 50 people at once) acks used to queue behind answers on the one executor.
+        process_before_response=True,
+        listener_executor=lazy_executor or ThreadPoolExecutor(max_workers=LAZY_WORKERS,
+                                                              thread_name_prefix="kb-work"),
     )
 
     @app.middleware
     def provide_service(context: BoltContext, next: Callable[[], Any]) -> Any:
-        """The service for every listener, and the time until Slack's request is acknowledged (Bolt returns
-        from the chain once ``ack()`` is called; lazy work goes on afterwards)."""
+        """The service for every listener, and the time until Slack's request is acknowledged (the chain
+        returns once the ack function has; lazy work goes on afterwards)."""
         context["kb"] = service
         timer = Timer()
         try:
@@ -59,12 +60,6 @@ def create_app(settings: Settings, service: KnowledgeService, *, client: WebClie
         finally:
             service.metrics.ack_seconds.observe(timer.seconds)
 
-    if own_executors:
-        # Acks must not queue behind slow work: Bolt runs ack functions and lazy listeners on one executor, so
-        # under a burst (an incident: 50 people at once) acks waited behind answers and missed Slack's 3 s.
-        # The lazy work (retrieval, Claude, Slack calls) gets a pool of its own.
-        app._listener_runner.lazy_listener_runner = ThreadLazyListenerRunner(
-            logger=app.logger, executor=ThreadPoolExecutor(max_workers=LAZY_WORKERS, thread_name_prefix="kb-work"))
     app.error(global_error_handler)
     for module in HANDLER_MODULES:
         module.register(app)

@@ -90,7 +90,7 @@ class Console:
             "approvers": settings.approvers or "*",
         })
         service.settings = local  # the console is this process's composition root: it owns the settings
-        self.app = create_app(local, service, listener_executor=self.executor)
+        self.app = create_app(local, service, lazy_executor=self.executor)
         self._buffer: list[Posted] | None = None
 
     # --- what the app shows ------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from slack_sdk import WebClient
 from bot.roles.curator import Source
 from bot.services import KnowledgeService
 from handlers import blocks, ids
-from handlers.proposals import draft_from_view, post_card, review_quietly
+from handlers.errors import reports_errors
+from handlers.proposals import draft_from_view, proposal_stored, send_for_approval
 from handlers.values import DraftContext, decode_draft_context, encode_draft_context
 from store.errors import KbError
 from store.models import Origin
@@ -25,12 +26,19 @@ def thread_source(messages: list[dict[str, Any]]) -> Source:
 
 
 def open_from_message(ack: Ack, shortcut: dict[str, Any], context: BoltContext, client: WebClient) -> None:
-    """A modal opens at once (trigger ids expire in 3 s) while the Curator drafts from the whole thread; the draft
-    then fills it, for the proposer to preview and edit before submitting."""
+    """A modal opens at once (trigger ids expire in 3 s); ``fill_draft`` then has the Curator draft from the whole
+    thread, for the proposer to preview and edit before submitting."""
     ack()
-    service: KnowledgeService = context["kb"]
     opened = client.views_open(trigger_id=shortcut["trigger_id"], view=blocks.drafting_modal("Propose to KB"))
-    view_id = str((opened.get("view") or {}).get("id") or "")
+    context["drafting_view"] = str((opened.get("view") or {}).get("id") or "")
+
+
+@reports_errors
+def fill_draft(shortcut: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    view_id = context.get("drafting_view")
+    if not view_id:  # the modal did not open (an expired trigger): there is nothing to fill
+        return
+    service: KnowledgeService = context["kb"]
     message = shortcut.get("message") or {}
     channel = (shortcut.get("channel") or {}).get("id", "")
     root = message.get("thread_ts") or message.get("ts") or shortcut.get("message_ts", "")
@@ -44,10 +52,9 @@ def open_from_message(ack: Ack, shortcut: dict[str, Any], context: BoltContext, 
         tags=curated.draft.tags, private_metadata=metadata, submit="Submit", notes=curated.notes))
 
 
-def submit_proposal(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext,
-                    client: WebClient) -> None:
+def submit_proposal(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
     """Stored before Slack's 3 s are up (errors shown in the modal); the Reviewer then checks it, and only then
-    does the approval card go out."""
+    does the approval card go out (``send_for_approval``)."""
     service: KnowledgeService = context["kb"]
     origin = decode_draft_context(view.get("private_metadata", ""))
     user = body["user"]["id"]
@@ -59,13 +66,11 @@ def submit_proposal(ack: Ack, body: dict[str, Any], view: dict[str, Any], contex
     except KbError as exc:
         ack(response_action="errors", errors={f"{ids.Block.BODY}_0": str(exc)[:150]})
         return
+    proposal_stored(context, proposal.id or 0,
+                    notice=f"Your proposal #{proposal.id} \"{proposal.title}\" is waiting for an approver.")
     ack()
-    review_quietly(service, proposal.id or 0)
-    post_card(service, client, service.show_proposal(proposal.id or 0).proposal)
-    client.chat_postMessage(channel=user, text=f"Your proposal #{proposal.id} \"{proposal.title}\" is waiting "
-                            "for an approver.")
 
 
 def register(app: App) -> None:
-    app.shortcut(ids.Shortcut.PROPOSE_THREAD)(open_from_message)
-    app.view(ids.View.PROPOSE)(submit_proposal)
+    app.shortcut(ids.Shortcut.PROPOSE_THREAD)(ack=open_from_message, lazy=[fill_draft])
+    app.view(ids.View.PROPOSE)(ack=submit_proposal, lazy=[send_for_approval])

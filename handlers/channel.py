@@ -81,6 +81,7 @@ def on_mention(event: dict[str, Any], context: BoltContext, client: WebClient) -
                       user=event.get("user", ""), command="mention")
 
 
+@reports_errors
 def on_message(event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
     """Every message the bot can see: most get silence. See the module docstring for when it speaks."""
     subtype = event.get("subtype")
@@ -130,6 +131,7 @@ def show_entry(body: dict[str, Any], action: dict[str, Any], context: BoltContex
 
 # --- capture by reaction ----------------------------------------------------------------------------------
 
+@reports_errors
 def on_reaction(event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
     """Reacting with the capture emoji proposes the message's thread: the Curator drafts, and the reactor gets
     the draft by DM (a reaction opens no modal) to submit, edit or discard."""
@@ -181,9 +183,9 @@ def discard_capture(body: dict[str, Any], action: dict[str, Any], context: BoltC
 
 def register(app: App) -> None:
     once = [once_per_event]
-    app.event("app_mention", middleware=once)(on_mention)
-    app.event("message", middleware=once)(on_message)
-    app.event("reaction_added", middleware=once)(on_reaction)
+    app.event("app_mention", middleware=once)(ack=ack_only, lazy=[on_mention])
+    app.event("message", middleware=once)(ack=ack_only, lazy=[on_message])
+    app.event("reaction_added", middleware=once)(ack=ack_only, lazy=[on_reaction])
     app.action(ids.ChannelAction.SHOW_ENTRY)(ack=ack_only, lazy=[show_entry])
     app.action(ids.ChannelAction.CAPTURE_SUBMIT)(ack=ack_only, lazy=[submit_capture])
     app.action(ids.ChannelAction.CAPTURE_EDIT)(edit_capture)

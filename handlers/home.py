@@ -9,9 +9,12 @@ from slack_sdk import WebClient
 
 from bot.services import KnowledgeService
 from handlers import blocks
+from handlers.acks import ack_only
+from handlers.errors import reports_errors
 from handlers.proposals import is_approver
 
 
+@reports_errors
 def publish_home(event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
     if event.get("tab", "home") != "home":
         return
@@ -23,4 +26,4 @@ def publish_home(event: dict[str, Any], context: BoltContext, client: WebClient)
 
 
 def register(app: App) -> None:
-    app.event("app_home_opened")(publish_home)
+    app.event("app_home_opened")(ack=ack_only, lazy=[publish_home])

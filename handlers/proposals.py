@@ -41,6 +41,24 @@ def review_quietly(service: KnowledgeService, proposal_id: int) -> None:
         log.exception("the Reviewer failed on proposal #%s; its card shows it unreviewed", proposal_id)
 
 
+def proposal_stored(context: BoltContext, proposal_id: int, *, notice: str) -> None:
+    """Tell ``send_for_approval`` (the lazy listener after a proposal modal's ack) what to send."""
+    context["stored_proposal"] = {"id": proposal_id, "notice": notice}
+
+
+@reports_errors
+def send_for_approval(body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    """After a proposal was stored: the Reviewer checks it, then the card goes to the approvers and the
+    proposer gets a DM. Nothing to do when the modal showed an error instead."""
+    stored = context.get("stored_proposal")
+    if not stored:
+        return
+    service: KnowledgeService = context["kb"]
+    review_quietly(service, stored["id"])
+    post_card(service, client, service.show_proposal(stored["id"]).proposal)
+    client.chat_postMessage(channel=body["user"]["id"], text=stored["notice"])
+
+
 def refresh_card(service: KnowledgeService, client: WebClient, proposal_id: int) -> None:
     detail = service.show_proposal(proposal_id)
     proposal = detail.proposal
@@ -135,8 +153,8 @@ def draft_from_view(view: dict[str, Any]) -> Draft:
     return Draft(title=title, body=body, tags=[t for t in tags.split(",") if t.strip()])
 
 
-def submit_edit(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext,
-                client: WebClient) -> None:
+def submit_edit(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
+    """The edit is stored before the modal closes (errors shown in it); ``review_edit`` follows."""
     service: KnowledgeService = context["kb"]
     ref = decode_proposal(view["private_metadata"])
     try:
@@ -147,9 +165,19 @@ def submit_edit(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: B
     except KbError as exc:
         ack(response_action="errors", errors={ids.Block.TITLE: str(exc)})
         return
-    ack()  # the edit is stored; the modal closes within Slack's 3 s while the Reviewer looks at the new text
-    review_quietly(service, ref.proposal_id)
-    refresh_card(service, client, ref.proposal_id)
+    context["edited_proposal"] = ref.proposal_id  # for the lazy listener (Bolt copies the context after the ack)
+    ack()
+
+
+@reports_errors
+def review_edit(context: BoltContext, client: WebClient) -> None:
+    """After an edit: the Reviewer looks at the new text, and the card shows it."""
+    proposal_id = context.get("edited_proposal")
+    if proposal_id is None:  # the edit was refused in the modal
+        return
+    service: KnowledgeService = context["kb"]
+    review_quietly(service, proposal_id)
+    refresh_card(service, client, proposal_id)
 
 
 def submit_reject(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext,
@@ -162,13 +190,25 @@ def submit_reject(ack: Ack, body: dict[str, Any], view: dict[str, Any], context:
         if not is_approver(service, client, user):
             service.record_refusal(user, ref.proposal_id, "not an approver")
             raise NotAllowed("Only approvers can reject proposals.")
-        decision = service.reject(ref.proposal_id, by=user, reason=reason, expected_revision=ref.revision)
+        service.reject(ref.proposal_id, by=user, reason=reason, expected_revision=ref.revision)
     except KbError as exc:
         ack(response_action="errors", errors={ids.Block.REASON: user_message(exc)[:150]})
         return
+    context["rejected_proposal"] = ref.proposal_id
     ack()
-    refresh_card(service, client, ref.proposal_id)
-    tell_proposer(client, service.show_proposal(ref.proposal_id).proposal, decision)
+
+
+@reports_errors
+def announce_rejection(context: BoltContext, client: WebClient) -> None:
+    """After a rejection: the card shows the decision, and the proposer hears of it."""
+    proposal_id = context.get("rejected_proposal")
+    if proposal_id is None:
+        return
+    service: KnowledgeService = context["kb"]
+    refresh_card(service, client, proposal_id)
+    detail = service.show_proposal(proposal_id)
+    if detail.decision is not None:
+        tell_proposer(client, detail.proposal, detail.decision)
 
 
 def register(app: App) -> None:
@@ -176,5 +216,5 @@ def register(app: App) -> None:
     app.action(ids.ApprovalAction.APPROVE, middleware=decide)(ack=ack_only, lazy=[approve])
     app.action(ids.ApprovalAction.EDIT, middleware=decide)(open_edit)
     app.action(ids.ApprovalAction.REJECT, middleware=decide)(open_reject)
-    app.view(ids.View.EDIT)(submit_edit)
-    app.view(ids.View.REJECT)(submit_reject)
+    app.view(ids.View.EDIT)(ack=submit_edit, lazy=[review_edit])
+    app.view(ids.View.REJECT)(ack=submit_reject, lazy=[announce_rejection])

@@ -11,7 +11,7 @@ from bot.services import KnowledgeService
 from handlers import blocks, ids
 from handlers.acks import ack_only
 from handlers.errors import reports_errors
-from handlers.proposals import draft_from_view, is_approver, post_card, review_quietly
+from handlers.proposals import draft_from_view, is_approver, proposal_stored, send_for_approval
 from handlers.values import decode_entry
 from store.errors import KbError, NotAllowed, NotFound
 from store.lifecycle import Draft
@@ -56,35 +56,33 @@ def open_deprecate(ack: Ack, body: dict[str, Any], action: dict[str, Any], conte
     client.views_open(trigger_id=body["trigger_id"], view=blocks.deprecate_modal(entry, action["value"]))
 
 
-def _submit(ack: Ack, service: KnowledgeService, client: WebClient, user: str, draft: Draft, *,
-            kind: ProposalKind, entry_id: int, error_block: str) -> None:
-    """Stored before the modal closes; the Reviewer then checks it, and the card goes to the approvers."""
+def _submit(ack: Ack, context: BoltContext, user: str, draft: Draft, *, kind: ProposalKind, entry_id: int,
+            error_block: str) -> None:
+    """Stored before the modal closes (errors shown in it); ``send_for_approval`` then has the Reviewer check
+    it and sends the card to the approvers."""
+    service: KnowledgeService = context["kb"]
     try:
         proposal = service.propose(draft, proposer=user, kind=kind, entry_id=entry_id, review=False)
     except KbError as exc:
         ack(response_action="errors", errors={error_block: str(exc)[:150]})
         return
+    proposal_stored(context, proposal.id or 0, notice=f"Your proposal #{proposal.id} ({kind.value} of entry "
+                    f"#{entry_id}) is waiting for an approver.")
     ack()
-    review_quietly(service, proposal.id or 0)
-    post_card(service, client, service.show_proposal(proposal.id or 0).proposal)
-    client.chat_postMessage(channel=user, text=f"Your proposal #{proposal.id} ({kind.value} of entry #{entry_id}) "
-                            "is waiting for an approver.")
 
 
-def submit_update(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext,
-                  client: WebClient) -> None:
+def submit_update(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
     ref = decode_entry(view["private_metadata"])
-    _submit(ack, context["kb"], client, body["user"]["id"], draft_from_view(view), kind=ProposalKind.UPDATE,
+    _submit(ack, context, body["user"]["id"], draft_from_view(view), kind=ProposalKind.UPDATE,
             entry_id=ref.entry_id, error_block=f"{ids.Block.BODY}_0")
 
 
-def submit_deprecate(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext,
-                     client: WebClient) -> None:
+def submit_deprecate(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
     service: KnowledgeService = context["kb"]
     ref = decode_entry(view["private_metadata"])
     reason = (view["state"]["values"][ids.Block.REASON][ids.Field.REASON].get("value") or "").strip()
     entry = service.show_entry(ref.entry_id).entry
-    _submit(ack, service, client, body["user"]["id"], Draft(title=entry.title, body=reason, change_note=reason),
+    _submit(ack, context, body["user"]["id"], Draft(title=entry.title, body=reason, change_note=reason),
             kind=ProposalKind.DEPRECATE, entry_id=ref.entry_id, error_block=ids.Block.REASON)
 
 
@@ -92,5 +90,5 @@ def register(app: App) -> None:
     app.action(ids.ReviewAction.REVERIFY)(ack=ack_only, lazy=[reverify])
     app.action(ids.ReviewAction.EDIT)(open_update)
     app.action(ids.ReviewAction.DEPRECATE)(open_deprecate)
-    app.view(ids.View.UPDATE_ENTRY)(submit_update)
-    app.view(ids.View.DEPRECATE_ENTRY)(submit_deprecate)
+    app.view(ids.View.UPDATE_ENTRY)(ack=submit_update, lazy=[send_for_approval])
+    app.view(ids.View.DEPRECATE_ENTRY)(ack=submit_deprecate, lazy=[send_for_approval])

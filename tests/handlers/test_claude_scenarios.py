@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,10 +89,15 @@ def test_shortcut_drafts_with_the_curator_and_the_card_shows_the_reviewer(
                 "attributions": [{"author": "UOPS2", "statement": "pruning Docker fixed it"}]})],
                 stop_reason="tool_use")
         assert tool == REVIEW_TOOL
+        # The Reviewer must run after Slack has its answer: held until the submission's HTTP response is in
+        # (a handler that reviewed before acknowledging would hold its own response for the 10 s here).
+        reviewed_after_ack.append(submission_answered.wait(timeout=10))
         return Message([tool_use_block(REVIEW_TOOL, {
             "duplicates": [{"entry_id": 1, "reason": "entry #1 already says to prune Docker on the runner"}],
             "update_of": 1, "concerns": []})], stop_reason="tool_use")
 
+    submission_answered = threading.Event()
+    reviewed_after_ack: list[bool] = []
     claude.set_responder(model)
     shortcut = message_shortcut(ids.Shortcut.PROPOSE_THREAD, user_id="UOPS1", channel_id="CINCIDENT",
                                 message_ts="1700000101.000100", thread_ts="1700000100.000100")
@@ -108,15 +113,15 @@ def test_shortcut_drafts_with_the_curator_and_the_card_shows_the_reviewer(
         f"{ids.Block.BODY}_0": {ids.Field.BODY: draft[f"{ids.Block.BODY}_0"]},
         ids.Block.TAGS: {ids.Field.TAGS: draft[ids.Block.TAGS]}}, user_id="UOPS1",
         private_metadata=modal["private_metadata"])
-    started = time.monotonic()
     assert post(app.url, submission, SECRET).status_code == 200
-    assert time.monotonic() - started < 3  # the modal closes before the Reviewer runs
+    submission_answered.set()
     card = next(c for c in app.fake.wait_for("chat.postMessage", timeout=30) if c.args["channel"] == APPROVAL_CHANNEL)
     text = all_text(card.args["blocks"])
     assert "Reviewer:" in text and "update of entry #1" in text and "duplicates entry #1" in text
     assert set(buttons(card.args["blocks"])) == {ids.ApprovalAction.APPROVE, ids.ApprovalAction.EDIT,
                                                  ids.ApprovalAction.REJECT}
     assert [r.body["tool_choice"]["name"] for r in claude.message_requests()] == [DRAFT_TOOL, REVIEW_TOOL]
+    assert reviewed_after_ack == [True]  # the modal closed before the Reviewer ran
 
 
 def test_streaming_posts_a_few_growing_updates_then_stops() -> None:
