@@ -498,8 +498,9 @@ class KnowledgeService:
         hourly budget. Every reply and skip is a task and a metric, per channel."""
         hour_ago = utcnow() - timedelta(hours=1)
         with self.db.session() as session:
-            recent = presence.replies_since(session, channel=channel, kind="auto", since=hour_ago)
-        if recent >= self.settings.auto_answers_per_hour:
+            slot = presence.reserve_auto_answer(session, channel=channel, budget=self.settings.auto_answers_per_hour,
+                                                since=hour_ago)
+        if slot is None:
             outcome = ChannelOutcome("skip", "rate limited")
             with self._run_task(role="answerer", command="channel_answer", actor=user, input=question,
                                 plan=["budget"]) as task:
@@ -511,12 +512,17 @@ class KnowledgeService:
                 return {"channel": channel, "action": "reply", "reason": "grounded"} if answer.grounded else \
                     {"channel": channel, "action": "skip", "reason": "not confident or not cited", "grounded": None}
 
-            answer, task_id = self.ask(question, actor=user, command="channel_answer", judge=judge, strict=True)
-            verdict = judge(answer)
-            outcome = ChannelOutcome(verdict["action"], verdict["reason"], task_id=task_id, answer=answer)
-            if answer.grounded:
+            try:
+                answer, task_id = self.ask(question, actor=user, command="channel_answer", judge=judge, strict=True)
+                verdict = judge(answer)
+                outcome = ChannelOutcome(verdict["action"], verdict["reason"], task_id=task_id, answer=answer)
+                if answer.grounded:
+                    with self.db.session() as session:
+                        presence.record_thread(session, channel=channel, thread_ts=ts, task_id=task_id,
+                                               kind="auto")
+            finally:
                 with self.db.session() as session:
-                    presence.record_thread(session, channel=channel, thread_ts=ts, task_id=task_id, kind="auto")
+                    presence.release_auto_answer(session, slot)
         self.metrics.channel_events.labels(channel, f"answer_{outcome.action}").inc()
         return outcome
 

@@ -3,15 +3,16 @@ drafts captured by reaction."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import delete, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from store.errors import NotAllowed, NotFound
+from store.leases import mark_once
 from store.lifecycle import audit
-from store.models import BotThread, CaptureDraft, ChannelMode, ChannelSetting, SlackEvent, Task, utcnow
+from store.models import BotThread, CaptureDraft, ChannelMode, ChannelSetting, JobMark, SlackEvent, Task, utcnow
 
 
 def channel_mode(session: Session, channel: str, *, answer_channels: set[str], alert_channels: set[str]
@@ -79,3 +80,32 @@ def get_capture(session: Session, draft_id: int, *, user: str) -> CaptureDraft:
     if draft.user != user:
         raise NotAllowed("Only the person who captured this thread can submit or discard its draft.")
     return draft
+
+
+AUTO_ANSWER_JOB = "auto-answer-in-flight"
+STALE_RESERVATION = timedelta(minutes=10)  # an answer that never finished (a crashed replica) frees its slot
+
+
+def reserve_auto_answer(session: Session, *, channel: str, budget: int, since: datetime) -> str | None:
+    """A slot for one unasked-for answer in ``channel``, or None when the replies of the last hour and the
+    answers in flight (on any replica) already fill ``budget``. The slot is a unique row, so two replicas never
+    hold the same one; whoever counts last sees both, so two questions at once cannot both take the last reply."""
+    session.execute(delete(JobMark).where(col(JobMark.job) == AUTO_ANSWER_JOB,
+                                          col(JobMark.at) < utcnow() - STALE_RESERVATION))
+    for slot in range(budget):
+        key = f"{channel}:{slot}"
+        if mark_once(session, job=AUTO_ANSWER_JOB, key=key):
+            session.commit()
+            in_flight = int(session.exec(select(func.count()).select_from(JobMark).where(
+                JobMark.job == AUTO_ANSWER_JOB, col(JobMark.key).startswith(f"{channel}:"))).one())
+            if replies_since(session, channel=channel, kind="auto", since=since) + in_flight <= budget:
+                return key
+            release_auto_answer(session, key)
+            return None
+    return None
+
+
+def release_auto_answer(session: Session, key: str) -> None:
+    session.execute(delete(JobMark).where(col(JobMark.job) == AUTO_ANSWER_JOB, col(JobMark.key) == key))
+    session.commit()
+

@@ -4,8 +4,10 @@ every call. Replies must land in the right thread and cite entry@version; where 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,8 @@ from sqlmodel import select
 
 from handlers import ids
 from store.lifecycle import Draft
-from store.models import Task, TaskStatus
+from store.models import JobMark, Task, TaskStatus
+from store.presence import AUTO_ANSWER_JOB
 from store.weaviate_conn import WeaviateTarget
 from tests.fakes.alert_messages import (
     alertmanager_message,
@@ -131,6 +134,28 @@ def test_answer_channel_replies_when_confident_skips_otherwise_and_is_rate_limit
     metrics = httpx.get(f"{app.url}/metrics", timeout=10).text
     assert f'kb_channel_events_total{{action="answer_reply",channel="{ANSWERS}"}} 2.0' in metrics
     assert f'kb_channel_events_total{{action="answer_skip",channel="{ANSWERS}"}} 2.0' in metrics
+
+
+def test_questions_at_the_same_instant_cannot_exceed_the_hourly_budget(
+        channel_app: RunningApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An incident: four questions land at once in an answer channel whose budget is 2 replies an hour."""
+    app = channel_app
+    answer = app.service.ask
+    overlapping = threading.Barrier(2, timeout=10)
+
+    def held_ask(*args: Any, **kwargs: Any) -> Any:
+        overlapping.wait()  # both answers are in flight together before either is recorded
+        return answer(*args, **kwargs)
+
+    monkeypatch.setattr(app.service, "ask", held_ask)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda n: send(app, message(ANSWERS, DISK_QUESTION, f"17000007{n}0.000100")), range(4)))
+    wait_until(lambda: len(tasks(app, "channel_answer")) == 4)
+    reasons = sorted(t.result["reason"] for t in tasks(app, "channel_answer"))
+    assert reasons == ["grounded", "grounded", "rate limited", "rate limited"]
+    wait_until(lambda: len(posts_in(app, ANSWERS)) == 2)
+    with app.service.db.session() as session:  # the in-flight slots are given back
+        assert session.exec(select(JobMark).where(JobMark.job == AUTO_ANSWER_JOB)).all() == []
 
 
 def test_own_messages_and_retried_events_are_ignored(channel_app: RunningApp) -> None:
