@@ -127,6 +127,7 @@ class KnowledgeService:
         self.claude = claude  # None: every role runs its deterministic fallback
         self._index = index
         self._connect_index = connect_index
+        self._closed = False
 
     def _run_task(self, **kwargs: Any) -> AbstractContextManager[TaskRun]:
         return run_task(self.db, on_finish=self.metrics.task_finished, **kwargs)
@@ -139,6 +140,8 @@ class KnowledgeService:
     @property
     def index(self) -> KnowledgeIndex:
         if self._index is None:
+            if self._closed:  # work still running at shutdown must not start a new embedded server
+                raise IndexUnavailable("The bot is shutting down; try again in a moment.")
             if self._connect_index is None:
                 raise IndexUnavailable("No search index is configured.")
             self._index = self._connect_index()
@@ -155,6 +158,7 @@ class KnowledgeService:
         return Retriever(index=self.index, embedder=self.embedder, alpha=self.settings.search_alpha)
 
     def close(self) -> None:
+        self._closed = True
         if self.claude is not None:
             self.claude.close()
         if self._index is not None:

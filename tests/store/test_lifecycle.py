@@ -9,7 +9,7 @@ from sqlmodel import col, func, select
 
 from bot.services import KnowledgeService
 from store import lifecycle
-from store.errors import AlreadyDecided, BadInput, NotAllowed, NotFound, StaleProposal
+from store.errors import AlreadyDecided, BadInput, IndexUnavailable, NotAllowed, NotFound, StaleProposal
 from store.lifecycle import Draft
 from store.models import (
     AuditLog,
@@ -227,3 +227,24 @@ def test_secrets_in_a_proposal_are_redacted_before_they_are_stored(sql_service: 
     assert stored.review_notes == ["Redacted before storing: password, slack token. Check nothing else leaked."]
     with sql_service.db.session() as session:
         assert all(secret not in str(a.detail) for a in session.exec(select(AuditLog)))
+
+
+def test_work_running_at_shutdown_cannot_reconnect_the_index(sql_service: KnowledgeService,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lazy answer still running when the bot stops must not start a second embedded Weaviate (an orphan)."""
+    connected: list[object] = []
+
+    class StubIndex:
+        def close(self) -> None:
+            connected.append("closed")
+
+    def connect() -> StubIndex:
+        connected.append("connected")
+        return StubIndex()
+
+    monkeypatch.setattr(sql_service, "_connect_index", connect)
+    assert isinstance(sql_service.index, StubIndex)
+    sql_service.close()
+    with pytest.raises(IndexUnavailable, match="shutting down"):
+        _ = sql_service.index
+    assert connected == ["connected", "closed"]
