@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 import click
@@ -409,6 +411,7 @@ def serve(ctx: click.Context, port: int, host: str, actor: str) -> None:
         from bot.app import create_app, start_scheduler
 
         logs.configure(settings.log_format, level=os.environ.get("KB_LOG_LEVEL", "INFO"))
+        _exit_cleanly_on_sigterm()
         bolt_app = create_app(settings, service)
         scheduler = start_scheduler(settings, service, bolt_app)
         try:
@@ -428,6 +431,17 @@ def serve(ctx: click.Context, port: int, host: str, actor: str) -> None:
         finally:
             if scheduler is not None:
                 scheduler.stop()
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """SIGTERM (Kubernetes, systemd, docker stop) ends `kb serve` as Ctrl-C does: through the ``finally`` blocks,
+    so the scheduler gives up its lease to another replica at once and the service closes (an embedded Weaviate
+    stops with it). Without a handler, uvicorn re-raises the signal after its graceful shutdown and the process
+    dies there, before any of that; Socket Mode would die at once."""
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def main(argv: list[str] | None = None) -> None:

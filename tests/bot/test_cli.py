@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
+from bot.scheduler import LEASE
+from store import leases
+from store.db import Database
 from store.weaviate_conn import WeaviateTarget
+from tests.conftest import free_port
+from tests.fakes.slack_api import FakeSlackApi
+from tests.fakes.slack_requests import post, slash_command
 
 pytestmark = pytest.mark.weaviate
 KB = [sys.executable, "-m", "bot"]
@@ -280,3 +290,64 @@ def test_an_entry_gets_its_own_review_interval(kb_env: dict[str, str]) -> None:
     assert "entry.review_interval_set" in [a["action"] for a in shown["audit"]]
     bad = kb(kb_env, "review-interval", str(decided["entry_id"]), "0")
     assert bad.returncode == 1 and "between 1 and 3650" in bad.stderr
+
+
+def test_serve_shuts_down_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """Kubernetes stops a pod with SIGTERM: the bot must hand its scheduler lease on and stop the embedded
+    Weaviate it started, not die with them held (uvicorn re-raises the signal after its own shutdown)."""
+    with FakeSlackApi() as fake:
+        _serve_then_sigterm(tmp_path, fake)
+
+
+def _serve_then_sigterm(tmp_path: Path, fake: FakeSlackApi) -> None:
+    http_port, weaviate_port, grpc_port = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KB_", "ANTHROPIC", "SLACK", "SENTRY"))}
+    env.update(KB_DATA_DIR=str(tmp_path / "data"), KB_WEAVIATE_PORT=str(weaviate_port),
+               KB_WEAVIATE_GRPC_PORT=str(grpc_port), KB_SLACK_SIGNING_SECRET="s3cret",
+               KB_SLACK_BOT_TOKEN="xoxb-test", KB_SLACK_API_URL=fake.api_url)
+    log = tmp_path / "serve.log"
+    with log.open("w") as output:
+        bot = subprocess.Popen([*KB, "serve", "--host", "127.0.0.1", "--port", str(http_port)], env=env,
+                               stdout=output, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not _healthy(http_port):
+            assert bot.poll() is None and time.monotonic() < deadline, "kb serve did not come up"
+            time.sleep(0.2)
+        database = Database(f"sqlite:///{tmp_path / 'data' / 'kb.sqlite3'}")
+        while _lease_holder(database) is None:  # the only replica leads
+            assert time.monotonic() < deadline, "the scheduler never took its lease"
+            time.sleep(0.2)
+        asked = post(f"http://127.0.0.1:{http_port}/slack/events", slash_command("ask why is the runner disk full?"),
+                     "s3cret")
+        assert asked.status_code == 200
+        while not _listening(weaviate_port):  # the question made the bot start its own embedded server
+            assert time.monotonic() < deadline, "the bot never started Weaviate"
+            time.sleep(0.2)
+        bot.send_signal(signal.SIGTERM)
+        assert bot.wait(timeout=60) == 0, log.read_text()[-3000:]
+        assert _lease_holder(database) is None  # released, not left to expire
+        assert not _listening(weaviate_port)  # stopped with the bot, not orphaned
+        database.dispose()
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+            bot.wait(timeout=30)
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _lease_holder(database: Database) -> str | None:
+    with database.session() as session:
+        return leases.holder_of(session, LEASE)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
