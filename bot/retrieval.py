@@ -35,6 +35,7 @@ HEADING_SAMPLE = 256  # titles and headings per language embedded as queries to 
 # A language's centre is only meaningful over many chunks (over one chunk, that chunk *is* the centre): below
 # this many in any language, confidence falls back to the plain cosine similarity.
 MIN_CENTRE_CHUNKS = 200
+DETAILED = 30  # per ranked list: the head whose chunks get text and vectors (the confidence is read there)
 
 
 @dataclass
@@ -75,10 +76,9 @@ class RankedList:
 @dataclass
 class _Votes:
     score: float = 0.0
-    similarity: float = 0.0
-    relevance: float = -1.0
     chunk_scores: dict[int, float] = field(default_factory=dict)
     chunks: dict[int, IndexHit] = field(default_factory=dict)
+    hits: list[IndexHit] = field(default_factory=list)  # every list's hits of this entry
 
     def best_chunk(self) -> IndexHit:
         return self.chunks[max(self.chunk_scores, key=lambda no: self.chunk_scores[no])]
@@ -104,31 +104,48 @@ class Retriever:
         limit = max(self.candidates, k * 8)
         collection = self.index.ensure()  # the alias resolved once, not once per query
         # BM25 needs no query vector: it runs while the query is embedded; the vector searches follow, at once.
+        # Both return ids only: the text and stored vectors are fetched below for the few chunks that need them.
         keyword_lists = [_QUERIES.submit(self.index.keyword_search, query, fields=fields, limit=limit,
-                                         include_vector=True, collection=collection) for fields in KEYWORD_FIELDS]
+                                         ranking_only=True, collection=collection) for fields in KEYWORD_FIELDS]
         vector = self.embedder.embed_query(query)
         profiles = self.index.language_profiles(collection=collection)
         centres = bool(profiles) and all(p.chunks >= MIN_CENTRE_CHUNKS for p in profiles.values())
         centred = self.centred_query(query, vector, self.with_query_centres(profiles)) if centres else None
         vector_lists = {language: _QUERIES.submit(self.index.vector_search, vector, limit=limit, language=language,
-                                                  include_vector=True, collection=collection)
+                                                  ranking_only=True, collection=collection)
                         for language in profiles}
         lists = [RankedList(self.alpha, self.vector_hits(
             vector, centred, profiles, found={lang: f.result() for lang, f in vector_lists.items()}))]
-        for future in keyword_lists:
-            hits = future.result()
-            with_vectors = [h for h in hits if h.vector is not None]
-            if with_vectors:
-                similarities = np.stack([h.vector for h in with_vectors if h.vector is not None]) @ vector
-                for hit, similarity in zip(with_vectors, similarities, strict=True):
-                    hit.similarity = float(similarity)
-            _set_relevance(hits, centred, profiles)
-            lists.append(RankedList(1.0 - self.alpha, hits))
+        lists += [RankedList(1.0 - self.alpha, future.result()) for future in keyword_lists]
+        votes = tally(lists, rrf_k=self.rrf_k)
+        top = sorted(votes.items(), key=lambda item: item[1].score, reverse=True)[:k]
+        # Details for every ranked chunk of the returned entries (their passage, and their best similarity) and
+        # for the head of every list: the confidence is the best centred similarity among them.
+        wanted = {_key(h) for _, v in top for h in v.hits} | {_key(h) for r in lists for h in r.hits[:DETAILED]}
+        detailed = self._with_details(lists, self.index.chunk_details(wanted, collection=collection), vector)
+        _set_relevance(detailed, centred, profiles)
         if centres:
-            best = max((h.relevance for r in lists for h in r.hits if h.relevance is not None), default=-1.0)
+            best = max((h.relevance for h in detailed if h.relevance is not None), default=-1.0)
         else:
-            best = max((h.similarity for r in lists for h in r.hits if h.similarity is not None), default=0.0)
-        return fuse(lists, rrf_k=self.rrf_k, limit=k), Confidence(best, centred=centres)
+            best = max((h.similarity for h in detailed if h.similarity is not None), default=0.0)
+        return [_entry_hit(entry_id, v, v.score / _top_score(lists, self.rrf_k)) for entry_id, v in top], \
+            Confidence(best, centred=centres)
+
+    @staticmethod
+    def _with_details(lists: Sequence[RankedList], details: dict[tuple[int, int, int], IndexHit],
+                      vector: np.ndarray) -> list[IndexHit]:
+        """Fill in text and stored vector of every ranked hit that has details; returns those hits."""
+        filled = [h for r in lists for h in r.hits if _key(h) in details]
+        for hit in filled:
+            found = details[_key(hit)]
+            hit.title, hit.heading_path, hit.text = found.title, found.heading_path, found.text
+            hit.source_ref, hit.vector = found.source_ref, found.vector
+        with_vectors = [h for h in filled if h.vector is not None]
+        if with_vectors:
+            similarities = np.stack([h.vector for h in with_vectors if h.vector is not None]) @ vector
+            for hit, similarity in zip(with_vectors, similarities, strict=True):
+                hit.similarity = float(similarity)
+        return filled
 
     def with_query_centres(self, profiles: dict[str, LanguageProfile]) -> dict[str, LanguageProfile]:
         """The index's languages, each with its passage centre and (computed here, once) its query centre."""
@@ -163,7 +180,6 @@ class Retriever:
                 vector, limit=limit, language=language, include_vector=True)
             for hit in nearest:
                 hit.score = (hit.similarity or 0.0) - offset
-            _set_relevance(nearest, centred, profiles)
             hits.extend(nearest)
         return sorted(hits, key=lambda h: h.score, reverse=True)
 
@@ -198,12 +214,26 @@ def fuse(lists: Sequence[RankedList], *, rrf_k: int = RRF_K, limit: int | None =
     """Weighted reciprocal rank fusion: an entry earns ``weight / (rrf_k + rank)`` from each list by its best
     chunk's rank among entries, so a long entry gets no more votes than a short one. Scores are scaled so that
     an entry ranked first by every list scores 1. Only the best ``limit`` entries are built into hits."""
+    votes = tally(lists, rrf_k=rrf_k)
+    ranked_entries = sorted(votes.items(), key=lambda item: item[1].score, reverse=True)[:limit]
+    return [_entry_hit(entry_id, v, v.score / _top_score(lists, rrf_k)) for entry_id, v in ranked_entries]
+
+
+def tally(lists: Sequence[RankedList], *, rrf_k: int = RRF_K) -> dict[int, _Votes]:
+    """Each entry's fused score and its chunks' (see ``fuse``)."""
     votes: dict[int, _Votes] = {}
     for ranked in lists:
         _vote(votes, ranked, rrf_k)
-    top = sum(r.weight for r in lists if r.hits) / (rrf_k + 1) or 1.0
-    ranked_entries = sorted(votes.items(), key=lambda item: item[1].score, reverse=True)[:limit]
-    return [_entry_hit(entry_id, v, v.score / top) for entry_id, v in ranked_entries]
+    return votes
+
+
+def _top_score(lists: Sequence[RankedList], rrf_k: int) -> float:
+    """The score of an entry ranked first by every list: fused scores are divided by it."""
+    return sum(r.weight for r in lists if r.hits) / (rrf_k + 1) or 1.0
+
+
+def _key(hit: IndexHit) -> tuple[int, int, int]:
+    return hit.entry_id, hit.version, hit.chunk_no
 
 
 def _vote(votes: dict[int, _Votes], ranked: RankedList, rrf_k: int) -> None:
@@ -216,16 +246,17 @@ def _vote(votes: dict[int, _Votes], ranked: RankedList, rrf_k: int) -> None:
         entry.chunks.setdefault(hit.chunk_no, hit)
         entry.chunk_scores[hit.chunk_no] = entry.chunk_scores.get(hit.chunk_no, 0.0) + ranked.weight / (
             rrf_k + position + 1)
-        if hit.similarity is not None:
-            entry.similarity = max(entry.similarity, hit.similarity)
-        if hit.relevance is not None:
-            entry.relevance = max(entry.relevance, hit.relevance)
+        entry.hits.append(hit)
 
 
 def _entry_hit(entry_id: int, votes: _Votes, score: float) -> EntryHit:
+    """The entry's best chunk as its passage; its best similarity and centred similarity over all its chunks
+    that have them (read now: a search fills details in after ranking)."""
     chunk = votes.best_chunk()
+    similarity = max((h.similarity for h in votes.hits if h.similarity is not None), default=0.0)
+    relevance = max((h.relevance for h in votes.hits if h.relevance is not None), default=-1.0)
     return EntryHit(
         entry_id=entry_id, version=chunk.version, source_ref=chunk.source_ref, title=chunk.title, score=score,
         snippet=shorten(chunk.text, 300), passage=chunk.text, heading_path=chunk.heading_path,
-        language=chunk.language, similarity=votes.similarity, relevance=votes.relevance,
+        language=chunk.language, similarity=max(similarity, 0.0), relevance=relevance,
     )

@@ -25,6 +25,7 @@ from store.errors import IndexUnavailable
 
 SCHEMA_VERSION = 3  # 2: keyword title fields also hold the title with identifiers split into words; 3: latin_ko
 _UUID_NAMESPACE = uuid.UUID("8f4d7a52-44c1-4c8e-9f0b-6f1f2b0a9e11")
+_RANKING_PROPERTIES = ["entry_id", "version", "chunk_no", "language"]  # enough to rank; the rest fetched for few
 _RETURN_PROPERTIES = [
     "entry_id", "version", "chunk_no", "source_ref", "title", "heading_path", "text", "language", "content_hash",
 ]
@@ -241,16 +242,18 @@ class KnowledgeIndex:
 
     # --- reads ------------------------------------------------------------------------------------
     def vector_search(self, vector: np.ndarray, *, limit: int, language: str | None = None,
-                      collection: str | None = None, include_vector: bool = False) -> list[IndexHit]:
+                      collection: str | None = None, include_vector: bool = False,
+                      ranking_only: bool = False) -> list[IndexHit]:
         """The chunks nearest to ``vector`` (of one language when given); each carries its cosine similarity
-        to ``vector``, and its stored vector when asked."""
+        to ``vector``, and its stored vector when asked. ``ranking_only``: ids and language, no text (see
+        ``chunk_details``)."""
         response = self._collection(collection).query.near_vector(
             near_vector=vector.tolist(),
             limit=limit,
             filters=Filter.by_property("language").equal(language) if language else None,
             return_metadata=MetadataQuery(distance=True),
-            return_properties=_RETURN_PROPERTIES,
-            include_vector=include_vector,
+            return_properties=_RANKING_PROPERTIES if ranking_only else _RETURN_PROPERTIES,
+            include_vector=include_vector and not ranking_only,
         )
         hits = []
         for obj in response.objects:
@@ -261,17 +264,18 @@ class KnowledgeIndex:
         return hits
 
     def keyword_search(self, query: str, *, fields: str, limit: int, vector: np.ndarray | None = None,
-                       collection: str | None = None, include_vector: bool = False) -> list[IndexHit]:
+                       collection: str | None = None, include_vector: bool = False,
+                       ranking_only: bool = False) -> list[IndexHit]:
         """BM25 over the keyword fields of one tokenization (``en`` or ``ko``, see KEYWORD_FIELDS); with a
         query vector, each hit also carries its cosine similarity to it (``include_vector``: the stored vectors
-        only, for a caller whose query vector is not ready yet)."""
+        only, for a caller whose query vector is not ready yet). ``ranking_only``: ids and language only."""
         response = self._collection(collection).query.bm25(
             query=query,
             query_properties=KEYWORD_FIELDS[fields],
             limit=limit,
             return_metadata=MetadataQuery(score=True),
-            return_properties=_RETURN_PROPERTIES,
-            include_vector=vector is not None or include_vector,
+            return_properties=_RANKING_PROPERTIES if ranking_only else _RETURN_PROPERTIES,
+            include_vector=(vector is not None or include_vector) and not ranking_only,
         )
         hits = []
         for obj in response.objects:
@@ -281,6 +285,24 @@ class KnowledgeIndex:
             hit.vector = stored
             hits.append(hit)
         return hits
+
+    def chunk_details(self, keys: Iterable[tuple[int, int, int]], *, collection: str | None = None
+                      ) -> dict[tuple[int, int, int], IndexHit]:
+        """Text, title and stored vector of the chunks ``(entry_id, version, chunk_no)``, in one request: a search
+        ranks hundreds of chunks by id and needs the rest for a few (turning every result's vector into Python
+        floats held the interpreter lock for ~10 ms a search)."""
+        wanted = [ChunkRecord(entry_id=e, version=v, chunk_no=c, title="", heading_path=[], text="", language="",
+                              tags=[], source_ref=None, content_hash="").uuid for e, v, c in set(keys)]
+        if not wanted:
+            return {}
+        response = self._collection(collection).query.fetch_objects_by_ids(
+            ids=wanted, limit=len(wanted), return_properties=_RETURN_PROPERTIES, include_vector=True)
+        found = {}
+        for obj in response.objects:
+            hit = _hit(obj.properties, score=0.0, similarity=None)
+            hit.vector = _stored_vector(obj.vector)
+            found[(hit.entry_id, hit.version, hit.chunk_no)] = hit
+        return found
 
     def unknown_terms(self, terms: Sequence[str], *, collection: str | None = None) -> list[str]:
         """The terms (single words) that no indexed chunk contains (one keyword query per term)."""
@@ -370,9 +392,9 @@ def _hit(props: Any, *, score: float, similarity: float | None) -> IndexHit:
         version=int(props["version"]),
         chunk_no=int(props["chunk_no"]),
         source_ref=str(props.get("source_ref") or ""),
-        title=str(props["title"]),
+        title=str(props.get("title") or ""),
         heading_path=str(props.get("heading_path") or ""),
-        text=str(props["text"]),
+        text=str(props.get("text") or ""),
         language=str(props["language"]),
         score=score,
         similarity=similarity,

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlmodel import select
 
@@ -259,3 +260,19 @@ def test_a_bulk_import_indexes_past_one_outbox_pass(service: KnowledgeService, m
     report = service._sync_all(embed=False)
     assert report.applied == 3 and report.vectors_pending == 3
     assert service.fill_vectors().applied == 3 and service.pending_outbox() == []
+
+
+def test_search_ranks_by_id_and_fetches_details_only_for_what_it_needs(corpus_service: KnowledgeService) -> None:
+    index = corpus_service.index
+    query = "kubelet evicting pods when the node runs low on disk"
+    ranked = index.keyword_search(query, fields="en", limit=8, ranking_only=True)
+    assert ranked and all(h.text == "" and h.vector is None for h in ranked)
+    keys = [(h.entry_id, h.version, h.chunk_no) for h in ranked]
+    details = index.chunk_details([*keys, (999_999, 1, 0)])  # a chunk that does not exist is simply absent
+    assert set(details) == set(keys)
+    for full in index.keyword_search(query, fields="en", limit=8, include_vector=True):
+        detail = details[(full.entry_id, full.version, full.chunk_no)]
+        assert (detail.text, detail.title, detail.source_ref) == (full.text, full.title, full.source_ref)
+        assert detail.vector is not None and full.vector is not None and np.allclose(detail.vector, full.vector)
+    best = corpus_service.search(query, k=1)[0]
+    assert best.passage and best.source_ref.endswith("node-pressure-eviction.md") and best.similarity > 0.5
