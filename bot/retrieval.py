@@ -15,6 +15,10 @@ from its language's mean chunk vector, the query vector from the mean query vect
 (estimated by embedding a sample of the index's titles and headings as queries). A multilingual embedder gives
 every text a large language-specific (and query- or passage-specific) component that says nothing about the
 topic; without it the similarity separates "about this" from "about something else" much better.
+
+The searches return ids only; text and stored vectors are fetched afterwards, in one request, for the chunks
+that need them (the returned entries' and the head of each list): turning hundreds of results with their
+vectors into Python objects held the interpreter lock that concurrent Slack acks were waiting for.
 """
 
 from __future__ import annotations
@@ -99,8 +103,9 @@ class Retriever:
         return self.search_with_confidence(query, k=k)[0]
 
     def search_with_confidence(self, query: str, *, k: int = 5) -> tuple[list[EntryHit], Confidence]:
-        """The best ``k`` entries, and the best centred similarity of any candidate chunk: how much anything in
-        the index is about the query at all (the signal for "I don't know")."""
+        """The best ``k`` entries, and the best centred similarity of the chunks near the top (the returned
+        entries' and the head of every ranked list): how much anything in the index is about the query at all
+        (the signal for "I don't know")."""
         limit = max(self.candidates, k * 8)
         collection = self.index.ensure()  # the alias resolved once, not once per query
         # BM25 needs no query vector: it runs while the query is embedded; the vector searches follow, at once.
@@ -117,8 +122,7 @@ class Retriever:
         lists = [RankedList(self.alpha, self.vector_hits(
             vector, centred, profiles, found={lang: f.result() for lang, f in vector_lists.items()}))]
         lists += [RankedList(1.0 - self.alpha, future.result()) for future in keyword_lists]
-        votes = tally(lists, rrf_k=self.rrf_k)
-        top = sorted(votes.items(), key=lambda item: item[1].score, reverse=True)[:k]
+        top = _best(tally(lists, rrf_k=self.rrf_k), k)
         # Details for every ranked chunk of the returned entries (their passage, and their best similarity) and
         # for the head of every list: the confidence is the best centred similarity among them.
         wanted = {_key(h) for _, v in top for h in v.hits} | {_key(h) for r in lists for h in r.hits[:DETAILED]}
@@ -214,9 +218,8 @@ def fuse(lists: Sequence[RankedList], *, rrf_k: int = RRF_K, limit: int | None =
     """Weighted reciprocal rank fusion: an entry earns ``weight / (rrf_k + rank)`` from each list by its best
     chunk's rank among entries, so a long entry gets no more votes than a short one. Scores are scaled so that
     an entry ranked first by every list scores 1. Only the best ``limit`` entries are built into hits."""
-    votes = tally(lists, rrf_k=rrf_k)
-    ranked_entries = sorted(votes.items(), key=lambda item: item[1].score, reverse=True)[:limit]
-    return [_entry_hit(entry_id, v, v.score / _top_score(lists, rrf_k)) for entry_id, v in ranked_entries]
+    best = _best(tally(lists, rrf_k=rrf_k), limit)
+    return [_entry_hit(entry_id, v, v.score / _top_score(lists, rrf_k)) for entry_id, v in best]
 
 
 def tally(lists: Sequence[RankedList], *, rrf_k: int = RRF_K) -> dict[int, _Votes]:
@@ -225,6 +228,10 @@ def tally(lists: Sequence[RankedList], *, rrf_k: int = RRF_K) -> dict[int, _Vote
     for ranked in lists:
         _vote(votes, ranked, rrf_k)
     return votes
+
+
+def _best(votes: dict[int, _Votes], limit: int | None) -> list[tuple[int, _Votes]]:
+    return sorted(votes.items(), key=lambda item: item[1].score, reverse=True)[:limit]
 
 
 def _top_score(lists: Sequence[RankedList], rrf_k: int) -> float:
