@@ -120,7 +120,7 @@ class Retriever:
                                                   ranking_only=True, collection=collection)
                         for language in profiles}
         lists = [RankedList(self.alpha, self.vector_hits(
-            vector, centred, profiles, found={lang: f.result() for lang, f in vector_lists.items()}))]
+            vector, profiles, {lang: f.result() for lang, f in vector_lists.items()}))]
         lists += [RankedList(1.0 - self.alpha, future.result()) for future in keyword_lists]
         top = _best(tally(lists, rrf_k=self.rrf_k), k)
         # Details for every ranked chunk of the returned entries (their passage, and their best similarity) and
@@ -132,8 +132,8 @@ class Retriever:
             best = max((h.relevance for h in detailed if h.relevance is not None), default=-1.0)
         else:
             best = max((h.similarity for h in detailed if h.similarity is not None), default=0.0)
-        return [_entry_hit(entry_id, v, v.score / _top_score(lists, self.rrf_k)) for entry_id, v in top], \
-            Confidence(best, centred=centres)
+        scale = _top_score(lists, self.rrf_k)
+        return [_entry_hit(entry_id, v, v.score / scale) for entry_id, v in top], Confidence(best, centred=centres)
 
     @staticmethod
     def _with_details(lists: Sequence[RankedList], details: dict[tuple[int, int, int], IndexHit],
@@ -172,16 +172,16 @@ class Retriever:
                   else np.mean([p.query_centroid for p in profiles.values() if p.query_centroid is not None], axis=0))
         return _unit(vector - origin)
 
-    def vector_hits(self, vector: np.ndarray, centred: np.ndarray | None, profiles: dict[str, LanguageProfile], *,
-                    limit: int = 100, found: dict[str, list[IndexHit]] | None = None) -> list[IndexHit]:
-        """Nearest chunks of every language, ranked by cosine minus the query's similarity to that language's
-        centre (the ranking measured fully from the centres was no better on the benchmark); each also carries
-        its centred similarity, the confidence signal."""
+    @staticmethod
+    def vector_hits(vector: np.ndarray, profiles: dict[str, LanguageProfile], found: dict[str, list[IndexHit]]
+                    ) -> list[IndexHit]:
+        """The nearest chunks ``found`` for each language, ranked together by cosine minus the query's similarity
+        to that language's centre (the ranking measured fully from the centres was no better on the
+        benchmark)."""
         hits: list[IndexHit] = []
         for language, profile in profiles.items():
             offset = float(np.dot(profile.centroid, vector))
-            nearest = found[language] if found is not None else self.index.vector_search(
-                vector, limit=limit, language=language, include_vector=True)
+            nearest = found[language]
             for hit in nearest:
                 hit.score = (hit.similarity or 0.0) - offset
             hits.extend(nearest)
@@ -218,8 +218,8 @@ def fuse(lists: Sequence[RankedList], *, rrf_k: int = RRF_K, limit: int | None =
     """Weighted reciprocal rank fusion: an entry earns ``weight / (rrf_k + rank)`` from each list by its best
     chunk's rank among entries, so a long entry gets no more votes than a short one. Scores are scaled so that
     an entry ranked first by every list scores 1. Only the best ``limit`` entries are built into hits."""
-    best = _best(tally(lists, rrf_k=rrf_k), limit)
-    return [_entry_hit(entry_id, v, v.score / _top_score(lists, rrf_k)) for entry_id, v in best]
+    scale = _top_score(lists, rrf_k)
+    return [_entry_hit(entry_id, v, v.score / scale) for entry_id, v in _best(tally(lists, rrf_k=rrf_k), limit)]
 
 
 def tally(lists: Sequence[RankedList], *, rrf_k: int = RRF_K) -> dict[int, _Votes]:

@@ -46,6 +46,11 @@ def split_identifiers(text: str) -> str:
     return text if split == text else f"{text} {split}"
 
 
+def chunk_uuid(entry_id: int, version: int, chunk_no: int) -> str:
+    """A chunk's object id in Weaviate: derived from what it is, so rewriting a chunk replaces it."""
+    return str(uuid.uuid5(_UUID_NAMESPACE, f"{entry_id}:{version}:{chunk_no}"))
+
+
 @dataclass
 class ChunkRecord:
     entry_id: int
@@ -62,7 +67,7 @@ class ChunkRecord:
 
     @property
     def uuid(self) -> str:
-        return str(uuid.uuid5(_UUID_NAMESPACE, f"{self.entry_id}:{self.version}:{self.chunk_no}"))
+        return chunk_uuid(self.entry_id, self.version, self.chunk_no)
 
     def properties(self) -> dict[str, Any]:
         korean = self.language == "ko"
@@ -291,8 +296,7 @@ class KnowledgeIndex:
         """Text, title and stored vector of the chunks ``(entry_id, version, chunk_no)``, in one request: a search
         ranks hundreds of chunks by id and needs the rest for a few (turning every result's vector into Python
         floats held the interpreter lock for ~10 ms a search)."""
-        wanted = [ChunkRecord(entry_id=e, version=v, chunk_no=c, title="", heading_path=[], text="", language="",
-                              tags=[], source_ref=None, content_hash="").uuid for e, v, c in set(keys)]
+        wanted = [chunk_uuid(*key) for key in set(keys)]
         if not wanted:
             return {}
         response = self._collection(collection).query.fetch_objects_by_ids(
