@@ -15,7 +15,7 @@ from bot.metrics import Timer
 from bot.scheduler import KbScheduler
 from bot.services import KnowledgeService
 from handlers import answers, capture, channel, commands, home, proposals, verification
-from handlers.errors import global_error_handler
+from handlers.errors import SlackApiGate, global_error_handler
 from handlers.notify import SlackNotifier
 
 LAZY_WORKERS = 8  # answers, proposals, cards: the embedder and Claude are the bottleneck, not threads
@@ -39,6 +39,7 @@ def create_app(settings: Settings, service: KnowledgeService, *, client: WebClie
         request_verification_enabled=signing_secret is not None,
         token_verification_enabled=False,
         raise_error_for_unhandled_request=False,
+        before_authorize=SlackApiGate(),
         logger=logging.getLogger("slack_bolt"),
         # Every listener is an ack function that returns at once (inline, in the request's thread) plus lazy
         # listeners for the work. Bolt's other mode runs ack functions on a thread of their own and polls for

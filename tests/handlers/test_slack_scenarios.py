@@ -11,11 +11,16 @@ from typing import Any
 
 import httpx
 import pytest
+from slack_bolt import BoltResponse
+from slack_bolt.request import BoltRequest
+from slack_sdk import WebClient
 from sqlmodel import func, select
 
 from handlers import ids
+from handlers.errors import SLACK_UNREACHABLE, SlackApiGate
 from store.models import AuditLog, Decision, Proposal
 from store.weaviate_conn import WeaviateTarget
+from tests.conftest import free_port
 from tests.fakes.slack_api import Call, FakeSlackApi
 from tests.fakes.slack_requests import (
     block_action,
@@ -308,3 +313,40 @@ def test_approvers_from_a_user_group(tmp_path: Path, weaviate_target: WeaviateTa
         assert "Approved by <@UGROUPIE>" in all_text(app.fake.wait_for("chat.update")[-1].args["blocks"])
         lookups = app.fake.calls_to("usergroups.users.list")
         assert lookups and all(c.args["usergroup"] == "S0ONCALL" for c in lookups)
+
+
+def test_slack_api_out_of_reach_gets_a_clear_answer_not_a_500(tmp_path: Path, weaviate_target: WeaviateTarget,
+                                                              fake_slack: FakeSlackApi) -> None:
+    """Bolt authorizes with auth.test; while Slack's Web API is unreachable that call raised and the user got a
+    generic "something went wrong" at best. Now a command says why and that nothing was done; an event gets 503,
+    so Slack retries it."""
+    dead_api = f"http://127.0.0.1:{free_port()}/api/"
+    settings = app_settings(tmp_path, f"sqlite:///{tmp_path / 'kb.sqlite3'}", weaviate_target, fake_slack,
+                            slack_api_url=dead_api)
+    for app in serve(settings, fake_slack):
+        response = post(app.url, slash_command("propose Disk full\nRun the cleanup.",
+                                               response_url=app.fake.response_url("p")), SECRET)
+        assert response.status_code == 200 and "can't reach Slack's API" in response.text
+        assert "Nothing was changed" in response.text and "Traceback" not in response.text
+        event = {"type": "app_home_opened", "user": APPROVER, "channel": "DAPP", "tab": "home", "event_ts": "1.0"}
+        assert post(app.url, event_callback(event, event_id="Ev9"), SECRET).status_code == 503
+        with app.service.db.session() as session:
+            assert session.exec(select(func.count()).select_from(Proposal)).one() == 0
+
+
+def test_slack_api_gate_lets_requests_through_once_slack_answers(fake_slack: FakeSlackApi) -> None:
+    gate = SlackApiGate()
+    passed: list[str] = []
+
+    def request(api_url: str) -> BoltRequest:
+        req = BoltRequest(body=slash_command("ask x"), headers={"content-type": ["application/x-www-form-urlencoded"]})
+        req.context["client"] = WebClient(token="xoxb-test", base_url=api_url)
+        return req
+
+    down = gate(request(f"http://127.0.0.1:{free_port()}/api/"), lambda: BoltResponse(status=200, body="ran"))
+    assert down.status == 200 and down.body == SLACK_UNREACHABLE and not gate.reached
+    up = gate(request(fake_slack.api_url), lambda: passed.append("ran") or BoltResponse(status=200, body="ran"))
+    assert up.body == "ran" and passed == ["ran"] and gate.reached
+    assert len(fake_slack.calls_to("auth.test")) == 1
+    gate(request(fake_slack.api_url), lambda: BoltResponse(status=200, body="ran"))
+    assert len(fake_slack.calls_to("auth.test")) == 1  # remembered: no call per request
