@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import speed_http  # noqa: E402
-from benchmarks.speed_memory import RssSampler, weaviate_process  # noqa: E402
+from benchmarks.speed_memory import RssSampler, search_worker, weaviate_process  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.services import KnowledgeService  # noqa: E402
 from bot.wiring import build_service  # noqa: E402
@@ -276,6 +276,7 @@ def measure_ack(settings: Settings, questions: list[str], sampler: RssSampler, *
         startup = bot.start()
         try:
             sampler.watch("bot", bot.pid)
+            sampler.watch("search_worker", search_worker(bot.pid))
             idle_start = sampler.idle_mb(idle_seconds)
             speed_http.warm_up(bot.url, fake, questions, requests=1 if requests + concurrency < 20 else 3)
             idle_warm = sampler.idle_mb(idle_seconds)
@@ -284,8 +285,10 @@ def measure_ack(settings: Settings, questions: list[str], sampler: RssSampler, *
             with sampler.window("ack_concurrent"):
                 loaded = speed_http.concurrent(bot.url, fake, questions, concurrency=concurrency, waves=waves)
             bot_hwm = sampler.lifetime_peak_mb("bot")
+            worker_hwm = sampler.lifetime_peak_mb("search_worker")
         finally:
             sampler.unwatch("bot")
+            sampler.unwatch("search_worker")
             bot.stop()
     concurrent_figures = ack_figures(loaded)
     concurrent_figures["wave_drain_s"] = [round(s, 1) for s in loaded.drains_s]
@@ -295,7 +298,8 @@ def measure_ack(settings: Settings, questions: list[str], sampler: RssSampler, *
         "concurrent": {"waves": waves, "concurrency": concurrency, **concurrent_figures},
         "memory": {"idle_bot_started": idle_start, "idle_bot_warm": idle_warm,
                    "peak_ack_sequential": sampler.peaks["ack_sequential"],
-                   "peak_ack_concurrent": sampler.peaks["ack_concurrent"], "lifetime_peak": {"bot": bot_hwm}},
+                   "peak_ack_concurrent": sampler.peaks["ack_concurrent"],
+                   "lifetime_peak": {"bot": bot_hwm, "search_worker": worker_hwm}},
     }
 
 
@@ -537,14 +541,16 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def by_process(memory: dict[str, Any]) -> dict[str, dict[str, float | None]]:
-    """{when: {process: MB}} as {process: {when: MB}}: bot = `kb serve`, weaviate = the server, bench = this
-    process (it runs ``service.search``, and is the load generator during the ack runs); idle = median over a
-    quiet second, peak = sampled every 50 ms, lifetime_peak = the kernel's high-water mark (VmHWM)."""
+    """{when: {process: MB}} as {process: {when: MB}}: bot = `kb serve`, search_worker = its search process,
+    weaviate = the server, bench = this process (it runs ``service.search``, and is the load generator during the
+    ack runs); idle = median over a quiet second, peak = sampled every 50 ms, lifetime_peak = the kernel's
+    high-water mark (VmHWM)."""
     found: dict[str, dict[str, float | None]] = {}
     for when, readings in memory.items():
         for process, mb in readings.items():
             found.setdefault(process, {})[when] = mb
-    return {process: found[process] for process in ("bot", "weaviate", "bench") if process in found}
+    return {process: found[process] for process in ("bot", "search_worker", "weaviate", "bench") if process in found}
+
 
 
 def total_import(scale: list[dict[str, Any]]) -> dict[str, Any]:

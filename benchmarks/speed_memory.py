@@ -41,6 +41,15 @@ def weaviate_process(port: int) -> psutil.Process | None:
     return None
 
 
+def search_worker(bot_pid: int) -> psutil.Process | None:
+    """The bot's search worker (KB_SEARCH_PROCESSES, see bot/search_workers.py), if it runs one."""
+    with suppress(psutil.Error):
+        for child in psutil.Process(bot_pid).children():
+            if any("spawn_main" in part for part in child.cmdline()):
+                return child
+    return None
+
+
 class RssSampler:
     """Samples the RSS of every watched process every ``interval`` seconds; ``window(label)`` records the peak
     of each one while the block runs, in MB, into ``peaks[label]``."""

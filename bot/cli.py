@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -23,6 +23,9 @@ from bot.wiring import build_service
 from store.errors import KbError
 from store.lifecycle import Draft
 from store.models import EntryStatus, ProposalKind, ProposalStatus
+
+if TYPE_CHECKING:
+    from bot.search_workers import SearchWorkers
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -414,6 +417,7 @@ def serve(ctx: click.Context, port: int, host: str, actor: str) -> None:
         _exit_cleanly_on_sigterm()
         bolt_app = create_app(settings, service)
         scheduler = start_scheduler(settings, service, bolt_app)
+        service.search_workers = _start_search_workers(settings, service)
         try:
             if settings.slack_app_token is not None:
                 from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -431,6 +435,24 @@ def serve(ctx: click.Context, port: int, host: str, actor: str) -> None:
         finally:
             if scheduler is not None:
                 scheduler.stop()
+            if service.search_workers is not None:
+                service.search_workers.close()
+
+
+def _start_search_workers(settings: Settings, service: KnowledgeService) -> SearchWorkers | None:
+    """Worker processes for searches (see bot/search_workers.py), warmed up in the background. An embedded
+    server is started here first: the workers share it and never start one."""
+    if settings.search_processes == 0:
+        return None
+    from bot.search_workers import SearchWorkers
+
+    try:
+        service.index.ensure()
+    except KbError as exc:  # the index is down: the bot starts anyway, searches retry (in-process) on use
+        logging.getLogger("kb").warning("search index unavailable at start: %s", exc)
+    workers = SearchWorkers(settings, settings.search_processes)
+    workers.warm_up()
+    return workers
 
 
 def _exit_cleanly_on_sigterm() -> None:

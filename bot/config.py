@@ -46,6 +46,9 @@ class Settings(BaseSettings):
 
     embed_max_chars: int = Field(600, ge=64, description="Characters of each chunk that get embedded.")
     chunk_max_chars: int = Field(1800, ge=200, description="Longest chunk (split along headings) in the index.")
+    search_processes: int = Field(
+        1, ge=0, le=8, description="`kb serve`: worker processes that run searches, so that Slack's acks never wait "
+        "behind one (0: search in the bot's own process).")
     search_alpha: float = Field(
         0.65, ge=0.0, le=1.0,
         description="Vote of the vector list against each keyword list in rank fusion: 0 keyword only, 1 vector only.",

@@ -44,17 +44,23 @@ def _aware(value: datetime) -> datetime:
 
 
 def citation_details(db: Database, citations: list[Citation]) -> list[CitationDetail]:
-    details = []
+    """Two queries for all of an answer's citations (they render while Slack's other requests wait for the
+    interpreter lock; two per citation cost ~1 ms each)."""
+    if not citations:
+        return []
+    entry_ids = {c.entry_id for c in citations}
     with db.session() as session:
-        for citation in citations:
-            version = session.exec(select(EntryVersion).where(
-                EntryVersion.entry_id == citation.entry_id, EntryVersion.version == citation.version)).first()
-            entry = session.get(Entry, citation.entry_id)
-            details.append(CitationDetail(
-                entry_id=citation.entry_id, version=citation.version, title=citation.title,
-                source_ref=citation.source_ref, approved_by=version.approved_by if version else "?",
-                approved_at=version.approved_at if version else None,
-                review_after=entry.review_after if entry else None))
+        approvals = {(entry_id, version): (by, at) for entry_id, version, by, at in session.exec(
+            select(EntryVersion.entry_id, EntryVersion.version, EntryVersion.approved_by, EntryVersion.approved_at)
+            .where(col(EntryVersion.entry_id).in_(entry_ids)))}
+        reviews = dict(session.exec(select(Entry.id, Entry.review_after).where(col(Entry.id).in_(entry_ids))).all())
+    details = []
+    for citation in citations:
+        approved_by, approved_at = approvals.get((citation.entry_id, citation.version), ("?", None))
+        details.append(CitationDetail(
+            entry_id=citation.entry_id, version=citation.version, title=citation.title,
+            source_ref=citation.source_ref, approved_by=approved_by or "?", approved_at=approved_at,
+            review_after=reviews.get(citation.entry_id)))
     return details
 
 

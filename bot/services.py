@@ -68,6 +68,7 @@ from store.text import content_hash
 
 if TYPE_CHECKING:
     from bot.alerts import Alert
+    from bot.search_workers import SearchWorkers
 
 log = logging.getLogger(__name__)
 IMPORT_ACTOR = "kb-import"
@@ -128,6 +129,7 @@ class KnowledgeService:
         self._index = index
         self._connect_index = connect_index
         self._closed = False
+        self.search_workers: SearchWorkers | None = None  # `kb serve` searches in worker processes
 
     def _run_task(self, **kwargs: Any) -> AbstractContextManager[TaskRun]:
         return run_task(self.db, on_finish=self.metrics.task_finished, **kwargs)
@@ -238,9 +240,20 @@ class KnowledgeService:
 
     def _retrieve_with_confidence(self, query: str, *, k: int) -> tuple[list[EntryHit], Confidence]:
         timer = Timer()
-        hits, best = self.retriever.search_with_confidence(query, k=k)
+        hits, best = self._search_in_worker(query, k=k) or self.retriever.search_with_confidence(query, k=k)
         self.metrics.retrieval_seconds.observe(timer.seconds)
         return hits, best
+
+    def _search_in_worker(self, query: str, *, k: int) -> tuple[list[EntryHit], Confidence] | None:
+        """The search run by a worker process; None (search here) without workers or when they fail: the
+        embedded server not started yet, a worker killed. Searching here is as right, only harder on acks."""
+        if self.search_workers is None:
+            return None
+        try:
+            return self.search_workers.search_with_confidence(query, k=k)
+        except Exception as exc:  # any failure there: the search here gives the answer or the error
+            log.warning("search worker failed, searching in the bot's process: %s: %s", type(exc).__name__, exc)
+            return None
 
     def _observe_llm(self, role: str, step: dict[str, Any]) -> None:
         if "llm_ms" in step:

@@ -10,6 +10,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from sqlalchemy import insert, update
+from sqlmodel import col
+
 from store.db import Database
 from store.models import Task, TaskStatus, utcnow
 
@@ -56,17 +59,11 @@ class TaskRun:
             log.info("task %s step %s %s in %.1f ms", self.id, name, record["status"], record["ms"])
 
     def _save(self, status: TaskStatus, error: str | None) -> None:
+        """One UPDATE, not a load and a flush: ORM work holds the interpreter lock that Slack's acks wait for."""
         with self.db.session() as session:
-            row = session.get(Task, self.id)
-            if row is None:
-                return
-            row.steps = list(self.steps)
-            row.result = dict(self.result)
-            row.status = status
-            row.error = error
-            row.finished_at = utcnow()
-            row.duration_ms = round((time.perf_counter() - self._started) * 1000, 1)
-            session.add(row)
+            session.exec(update(Task).where(col(Task.id) == self.id).values(
+                steps=list(self.steps), result=dict(self.result), status=status, error=error,
+                finished_at=utcnow(), duration_ms=round((time.perf_counter() - self._started) * 1000, 1)))
 
 
 TaskObserver = Callable[[TaskRun, str, float], None]  # run, outcome (succeeded|failed), seconds
@@ -76,8 +73,8 @@ TaskObserver = Callable[[TaskRun, str, float], None]  # run, outcome (succeeded|
 def run_task(db: Database, *, role: str, command: str, actor: str, input: str, plan: list[str],
              on_finish: TaskObserver | None = None) -> Iterator[TaskRun]:
     task = Task(id=uuid.uuid4().hex[:12], role=role, command=command, actor=actor, input=input[:4000], plan=plan)
-    with db.session() as session:
-        session.add(task)
+    with db.session() as session:  # Core, not the unit of work (see TaskRun._save)
+        session.exec(insert(Task).values(task.model_dump()))
     run = TaskRun(db, task)
     token = current_task_id.set(task.id)
     labels = current_task_labels.set({"task_id": task.id, "role": role, "command": command})

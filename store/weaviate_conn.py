@@ -81,12 +81,14 @@ def _child_output_to(log_path: Path) -> Iterator[None]:
                 os.close(fd)
 
 
-def connect(target: WeaviateTarget) -> WeaviateClient:
+def connect(target: WeaviateTarget, *, start_embedded: bool = True) -> WeaviateClient:
+    """A client of the cluster, or of the embedded server, started here unless it runs already (or, with
+    ``start_embedded`` false, an error: a helper process must not own the server its parent shares)."""
     config = AdditionalConfig(timeout=Timeout(init=30, query=60, insert=180))
     try:
         if target.url:
             return _connect_cluster(target, config)
-        return _connect_embedded(target, config)
+        return _connect_embedded(target, config, start=start_embedded)
     except IndexUnavailable:
         raise
     except Exception as exc:  # the client raises many kinds; the user needs one clear message
@@ -113,10 +115,12 @@ def _connect_cluster(target: WeaviateTarget, config: AdditionalConfig) -> Weavia
     )
 
 
-def _connect_embedded(target: WeaviateTarget, config: AdditionalConfig) -> WeaviateClient:
+def _connect_embedded(target: WeaviateTarget, config: AdditionalConfig, *, start: bool) -> WeaviateClient:
     if _listening(target.port) and _listening(target.grpc_port):
         # Another kb process (the bot, say) already runs the embedded server on this data dir: share it.
         return weaviate.connect_to_local(port=target.port, grpc_port=target.grpc_port, additional_config=config)
+    if not start:
+        raise IndexUnavailable(f"The embedded Weaviate on port {target.port} is not running yet.")
     binary = embedded_binary_path(target.binary_dir, target.version)
     if not binary.exists():
         raise IndexUnavailable(

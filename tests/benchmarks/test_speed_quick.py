@@ -53,10 +53,11 @@ def test_speed_quick_prints_every_figure(tmp_path: Path, weaviate_target: Weavia
         assert ack[run]["unanswered"] == 0 and sum(ack[run]["http_status"].values()) == n
     assert ack["concurrent"]["waves"] == 1 and len(ack["concurrent"]["wave_drain_s"]) == 1
 
-    # memory of the bot, Weaviate and the benchmark's own process (which runs service.search)
+    # memory of the bot, its search worker, Weaviate and the benchmark's own process (which runs service.search)
     memory = figures["memory_mb"]
-    assert {"idle_bot_started", "idle_bot_warm", "peak_ack_sequential", "peak_ack_concurrent",
-            "lifetime_peak"} <= set(memory["bot"])
+    for process in ("bot", "search_worker"):
+        assert {"idle_bot_started", "idle_bot_warm", "peak_ack_sequential", "peak_ack_concurrent",
+                "lifetime_peak"} <= set(memory[process])
     assert {"idle", "peak_search", "peak_ack_concurrent", "lifetime_peak"} <= set(memory["weaviate"])
     assert {"idle", "peak_search"} <= set(memory["bench"])
 
@@ -72,5 +73,6 @@ def test_speed_quick_prints_every_figure(tmp_path: Path, weaviate_target: Weavia
 
     for line in ("machine: ", "import ", "reindex_cached ", "embedding_model ", "search ", "approval_to_searchable ",
                  "ack.sequential.ack ", "ack.concurrent.ack ", "ack.concurrent.answer ", "memory_mb.bot ",
-                 "memory_mb.weaviate ", "scale: entries", "scale_import_total ", "plot: ", "wall time: "):
+                 "memory_mb.search_worker ", "memory_mb.weaviate ", "scale: entries", "scale_import_total ", "plot: ",
+                 "wall time: "):
         assert line in result.stdout

@@ -318,21 +318,49 @@ def _serve_then_sigterm(tmp_path: Path, fake: FakeSlackApi) -> None:
         while _lease_holder(database) is None:  # the only replica leads
             assert time.monotonic() < deadline, "the scheduler never took its lease"
             time.sleep(0.2)
-        asked = post(f"http://127.0.0.1:{http_port}/slack/events", slash_command("ask why is the runner disk full?"),
-                     "s3cret")
+        asked = post(f"http://127.0.0.1:{http_port}/slack/events",
+                     slash_command("ask why is the runner disk full?", response_url=fake.response_url("q")), "s3cret")
         assert asked.status_code == 200
-        while not _listening(weaviate_port):  # the question made the bot start its own embedded server
+        while not _listening(weaviate_port):  # the bot started its own embedded server
             assert time.monotonic() < deadline, "the bot never started Weaviate"
             time.sleep(0.2)
+        answer = fake.wait_for("response_url:q", timeout=60)[0]  # searched by the worker (empty index: no answer)
+        assert answer.args["text"].startswith("I don't know")
+        helpers = [pid for pid in _children(bot.pid) if b"multiprocessing" in _cmdline(pid)]
+        workers = [pid for pid in helpers if b"spawn_main" in _cmdline(pid)]
+        assert len(workers) == 1, [_cmdline(pid) for pid in _children(bot.pid)]
+        assert "search worker failed" not in log.read_text()
         bot.send_signal(signal.SIGTERM)
         assert bot.wait(timeout=60) == 0, log.read_text()[-3000:]
         assert _lease_holder(database) is None  # released, not left to expire
         assert not _listening(weaviate_port)  # stopped with the bot, not orphaned
+        while [pid for pid in helpers if Path(f"/proc/{pid}").exists()]:  # the search worker and its tracker too
+            assert time.monotonic() < deadline, [_cmdline(pid) for pid in helpers if Path(f"/proc/{pid}").exists()]
+            time.sleep(0.2)
         database.dispose()
     finally:
         if bot.poll() is None:
             bot.kill()
             bot.wait(timeout=30)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _healthy(port: int) -> bool:
