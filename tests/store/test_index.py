@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sqlmodel import select
+from weaviate.classes.config import Configure, VectorDistances
 
 from bot.config import Settings
 from bot.services import KnowledgeService
 from bot.wiring import build_service
-from store.index import ChunkRecord
+from store.index import SCHEMA_VERSION, ChunkRecord, chunk_uuid
 from store.lifecycle import Draft
 from store.models import OutboxEvent, ProposalKind
 from store.weaviate_conn import WeaviateTarget, connect
@@ -276,3 +278,54 @@ def test_search_ranks_by_id_and_fetches_details_only_for_what_it_needs(corpus_se
         assert detail.vector is not None and full.vector is not None and np.allclose(detail.vector, full.vector)
     best = corpus_service.search(query, k=1)[0]
     assert best.passage and best.source_ref.endswith("node-pressure-eviction.md") and best.similarity > 0.5
+
+
+def test_each_language_has_a_vector_graph_of_its_own(corpus_service: KnowledgeService) -> None:
+    """A Korean question's nearest English chunks come from a graph of English chunks only (no filter to walk
+    through Korean neighbours), and a search across languages merges the graphs by similarity."""
+    index = corpus_service.index
+    query = corpus_service.embedder.embed_query("노드 디스크가 부족해서 파드가 축출돼요")
+    for language in ("en", "ko"):
+        nearest = index.vector_search(query, limit=5, language=language, include_vector=True)
+        assert nearest and {h.language for h in nearest} == {language}
+        stored = index._collection().query.fetch_object_by_id(
+            uuid.UUID(chunk_uuid(nearest[0].entry_id, nearest[0].version, nearest[0].chunk_no)), include_vector=True)
+        assert stored is not None and set(stored.vector) == {language}  # held in its language's space only
+    both = index.vector_search(query, limit=40)
+    assert {h.language for h in both} == {"en", "ko"}
+    assert [h.similarity for h in both] == sorted((h.similarity for h in both), reverse=True)
+
+
+def test_a_language_without_a_graph_shares_one_and_is_found_by_filter(service: KnowledgeService) -> None:
+    proposal = service.propose(Draft(title="Zorbulator の再起動", body="ゾルビュレーターが過熱したら通気口を開ける。",
+                                     language="ja"), proposer="alice")
+    decided = service.approve(proposal.id or 0, by="bob")
+    assert decided.indexed, decided.index_error
+    _approve(service, "Zorbulator reboot", "When the zorbulator overheats, open the vent.")
+    query = service.embedder.embed_query("zorbulator overheating")
+    found = service.index.vector_search(query, limit=5, language="ja")
+    assert [h.language for h in found] == ["ja"]
+    assert "ja" in service.index.language_counts(max_age=0)
+
+
+def test_an_index_from_before_language_graphs_still_serves_until_rebuilt(service: KnowledgeService) -> None:
+    """A deploy must not break search: a collection built by schema 3 (one shared vector space) is read and
+    written as it is, and the reconcile rebuilds it with a graph per language."""
+    kept = _approve(service, "Zorbulator overheating", "When the zorbulator overheats, open the vent.")
+    index = service.index
+    legacy = f"{index.alias}_s3_1"
+    index.client.collections.create(legacy, vector_config=Configure.Vectors.self_provided(
+        vector_index_config=Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE)))
+    index.swap_alias(legacy)
+    vector = service.embedder.embed_passages(["Sprocket jammed: turn it off and on."])[0]
+    index.write_chunks([ChunkRecord(entry_id=kept, version=1, chunk_no=0, title="Zorbulator overheating",
+                                    heading_path=[], text="When the zorbulator overheats, open the vent.",
+                                    language="en", tags=[], source_ref=None, content_hash="x", vector=vector)])
+    found = index.vector_search(vector, limit=3, language="en")
+    assert [h.entry_id for h in found] == [kept] and found[0].similarity == pytest.approx(1.0, abs=1e-3)
+    assert service.search("zorbulator overheats", k=1)[0].entry_id == kept
+
+    report = service.reconcile()
+    assert report.schema_outdated and report.repaired
+    assert index.schema_version() == SCHEMA_VERSION and not index.client.collections.exists(legacy)
+    assert service.search("zorbulator overheats", k=1)[0].entry_id == kept
