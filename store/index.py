@@ -24,8 +24,8 @@ from weaviate.collections import Collection
 from store.errors import IndexUnavailable
 
 # 2: keyword title fields also hold the title with identifiers split into words; 3: latin_ko; 4: one vector space
-# (HNSW graph) per language
-SCHEMA_VERSION = 4
+# (HNSW graph) per language; 5: entry vectors
+SCHEMA_VERSION = 5
 _UUID_NAMESPACE = uuid.UUID("8f4d7a52-44c1-4c8e-9f0b-6f1f2b0a9e11")
 _RANKING_PROPERTIES = ["entry_id", "version", "chunk_no", "language"]  # enough to rank; the rest fetched for few
 _RETURN_PROPERTIES = [
@@ -38,6 +38,9 @@ KEYWORD_FIELDS = {"en": ["title_en^2", "body_en"], "ko": ["title_ko^2", "body_ko
 # entries (5 ms in a graph of their own).
 VECTOR_SPACES = ("en", "ko")
 LANGUAGE_SPACES_SCHEMA = 4  # the first schema with VECTOR_SPACES
+# Each entry's first chunk also holds the entry's vector (the mean of its chunks' vectors) in a space per language:
+# a whole-runbook similarity that finds the runbook a question is about when no single chunk says it all.
+ENTRY_SPACES_SCHEMA = 5
 CENTROID_SAMPLE = 2000
 COUNTS_MAX_AGE = 10.0  # seconds; writes through this object forget the counts at once
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
@@ -71,6 +74,7 @@ class ChunkRecord:
     source_ref: str | None
     content_hash: str
     vector: np.ndarray | None = None
+    entry_vector: np.ndarray | None = None  # on chunk 0 only: the entry's vector (see ENTRY_SPACES_SCHEMA)
 
     @property
     def uuid(self) -> str:
@@ -180,7 +184,7 @@ class KnowledgeIndex:
             vector_config=[
                 Configure.Vectors.self_provided(
                     name=space, vector_index_config=Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE))
-                for space in VECTOR_SPACES
+                for space in (*VECTOR_SPACES, *(entry_space(language) for language in VECTOR_SPACES))
             ],
             inverted_index_config=Configure.inverted_index(index_null_state=False),
             properties=[
@@ -243,16 +247,9 @@ class KnowledgeIndex:
         self._counts.clear()
         name = collection or self.ensure()
         target = self._collection(name)
-        spaces = self._has_language_spaces(name)
-        objects = [
-            DataObject(
-                properties=c.properties(),
-                uuid=c.uuid,
-                vector=None if c.vector is None else (
-                    {vector_space(c.language): c.vector.tolist()} if spaces else c.vector.tolist()),
-            )
-            for c in chunks
-        ]
+        schema = self.schema_version(name) or SCHEMA_VERSION
+        objects = [DataObject(properties=c.properties(), uuid=c.uuid, vector=_vectors_to_store(c, schema))
+                   for c in chunks]
         for start in range(0, len(objects), 500):
             result = target.data.insert_many(objects[start : start + 500])
             if result.has_errors:
@@ -277,21 +274,38 @@ class KnowledgeIndex:
             return sorted(hits, key=lambda h: h.similarity or 0.0, reverse=True)[:limit]
         name = collection or self.ensure()
         space = vector_space(language) if self._has_language_spaces(name) else None
-        response = self._collection(name).query.near_vector(
+        return self._nearest(name, vector, space=space, language=language, limit=limit,
+                             include_vector=include_vector and not ranking_only,
+                             properties=_RANKING_PROPERTIES if ranking_only else _RETURN_PROPERTIES)
+
+    def entry_search(self, vector: np.ndarray, *, limit: int, language: str,
+                     collection: str | None = None) -> list[IndexHit]:
+        """The entries of ``language`` whose entry vector is nearest to ``vector``: one hit per entry (its chunk 0,
+        ids only). None in collections from before schema 5."""
+        name = collection or self.ensure()
+        if (self.schema_version(name) or SCHEMA_VERSION) < ENTRY_SPACES_SCHEMA:
+            return []
+        return self._nearest(name, vector, space=entry_space(language), language=language, limit=limit,
+                             include_vector=False, properties=_RANKING_PROPERTIES)
+
+    def _nearest(self, collection: str, vector: np.ndarray, *, space: str | None, language: str, limit: int,
+                 include_vector: bool, properties: list[str]) -> list[IndexHit]:
+        response = self._collection(collection).query.near_vector(
             near_vector=vector.tolist(),
             target_vector=space,
             limit=limit,
             # A language without a space of its own shares one (and is filtered there).
-            filters=None if space == language else Filter.by_property("language").equal(language),
+            filters=None if space in (language, f"entry_{language}") else Filter.by_property("language").equal(
+                language),
             return_metadata=MetadataQuery(distance=True),
-            return_properties=_RANKING_PROPERTIES if ranking_only else _RETURN_PROPERTIES,
-            include_vector=include_vector and not ranking_only,
+            return_properties=properties,
+            include_vector=include_vector,
         )
         hits = []
         for obj in response.objects:
             similarity = 1.0 - float(obj.metadata.distance or 0.0)  # cosine distance is 1 - cosine similarity
             hit = _hit(obj.properties, score=similarity, similarity=similarity)
-            hit.vector = _stored_vector(obj.vector)
+            hit.vector = _stored_vector(obj.vector, hit.language)
             hits.append(hit)
         return hits
 
@@ -311,7 +325,7 @@ class KnowledgeIndex:
         )
         hits = []
         for obj in response.objects:
-            stored = _stored_vector(obj.vector)
+            stored = _stored_vector(obj.vector, str(obj.properties["language"]))
             similarity = float(np.dot(stored, vector)) if vector is not None and stored is not None else None
             hit = _hit(obj.properties, score=float(obj.metadata.score or 0.0), similarity=similarity)
             hit.vector = stored
@@ -331,7 +345,7 @@ class KnowledgeIndex:
         found = {}
         for obj in response.objects:
             hit = _hit(obj.properties, score=0.0, similarity=None)
-            hit.vector = _stored_vector(obj.vector)
+            hit.vector = _stored_vector(obj.vector, hit.language)
             found[(hit.entry_id, hit.version, hit.chunk_no)] = hit
         return found
 
@@ -380,7 +394,7 @@ class KnowledgeIndex:
             filters=Filter.by_property("language").equal(language), limit=CENTROID_SAMPLE,
             include_vector=True, return_properties=["title", "heading_path"],
         )
-        vectors = [v for v in (_stored_vector(obj.vector) for obj in response.objects) if v is not None]
+        vectors = [v for v in (_stored_vector(obj.vector, language) for obj in response.objects) if v is not None]
         headings: set[str] = set()
         for obj in response.objects:
             headings.add(str(obj.properties.get("title") or ""))
@@ -417,9 +431,27 @@ def vector_space(language: str) -> str:
     return language if language in VECTOR_SPACES else VECTOR_SPACES[0]
 
 
-def _stored_vector(vectors: Any) -> np.ndarray | None:
-    """A chunk's one vector, whichever language's space holds it."""
-    stored = next((v for v in vectors.values() if v), None) if vectors else None
+def entry_space(language: str) -> str:
+    """The named vector that holds the entry vectors of ``language``."""
+    return f"entry_{vector_space(language)}"
+
+
+def _vectors_to_store(chunk: ChunkRecord, schema: int) -> dict[str, list[float]] | list[float] | None:
+    """A chunk's vector (and on chunk 0 its entry's) as the collection's schema holds them."""
+    if chunk.vector is None:
+        return None
+    own: list[float] = chunk.vector.tolist()
+    if schema < LANGUAGE_SPACES_SCHEMA:
+        return own
+    vectors = {vector_space(chunk.language): own}
+    if chunk.entry_vector is not None and schema >= ENTRY_SPACES_SCHEMA:
+        vectors[entry_space(chunk.language)] = chunk.entry_vector.tolist()
+    return vectors
+
+
+def _stored_vector(vectors: Any, language: str) -> np.ndarray | None:
+    """A chunk's vector: in its language's space (``default`` in collections from before schema 4)."""
+    stored = (vectors.get(vector_space(language)) or vectors.get("default")) if vectors else None
     return np.asarray(stored, dtype=np.float32) if stored else None
 
 

@@ -116,6 +116,7 @@ class EntryIndexer:
             vectors = cached(texts) if cached is not None else [None] * len(texts)
         for record, vector in zip(records, vectors, strict=True):
             record.vector = vector
+        _set_entry_vectors(records)
         return records
 
     def _load(self, entry_ids: Iterable[int]) -> tuple[list[_Current], list[int]]:
@@ -248,3 +249,17 @@ class EntryIndexer:
                 self.apply_entries(todo[start : start + 64])
         report.repaired = True
         return report
+
+
+def _set_entry_vectors(records: Sequence[ChunkRecord]) -> None:
+    """Chunk 0 of each entry version whose chunks all have vectors gets the entry's vector: their mean, unit
+    length (a whole-runbook similarity; see store/index.py, ENTRY_SPACES_SCHEMA)."""
+    groups: dict[tuple[int, int], list[ChunkRecord]] = {}
+    for record in records:
+        groups.setdefault((record.entry_id, record.version), []).append(record)
+    for chunks in groups.values():
+        vectors = [c.vector for c in chunks if c.vector is not None]
+        first = min(chunks, key=lambda c: c.chunk_no)
+        if len(vectors) == len(chunks) and first.chunk_no == 0:
+            mean = np.mean(vectors, axis=0)
+            first.entry_vector = (mean / (np.linalg.norm(mean) or 1.0)).astype(np.float32)

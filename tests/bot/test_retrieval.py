@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bot.retrieval import RankedList, _set_relevance, fuse
+from bot.retrieval import RankedList, _set_relevance, fuse, tally
 from store.index import IndexHit, LanguageProfile
 
 
@@ -50,3 +50,16 @@ def test_relevance_is_the_cosine_seen_from_the_chunk_languages_centre() -> None:
     assert hits[4].relevance == -1.0
     _set_relevance(hits, None, profiles)  # an index too small for centres: no centred relevance at all
     assert all(h.relevance is None for h in hits)
+
+
+def test_an_entry_list_votes_for_entries_but_neither_adds_candidates_nor_picks_passages() -> None:
+    chunks = RankedList(0.65, [_chunk(1, 2), _chunk(2, 1)])
+    entries = RankedList(0.2, [_chunk(7), _chunk(2), _chunk(1)], entry_level=True)  # chunk 0 stands for the entry
+    fused = fuse([entries, chunks])  # the order of the lists does not matter
+    assert [h.entry_id for h in fused] == [1, 2]  # entry 7, in no chunk list, is no candidate
+    # ranks in the entry list count entry 7: entry 2 is second, entry 1 third
+    scale = (0.65 + 0.2) / 61
+    assert [h.score for h in fused] == [(0.65 / 61 + 0.2 / 63) / scale, (0.65 / 62 + 0.2 / 62) / scale]
+    votes = tally([entries, chunks])
+    assert [votes[e].best_chunk().chunk_no for e in (1, 2)] == [2, 1]  # passages from chunk lists only
+    assert [len(votes[e].hits) for e in (1, 2)] == [1, 1]  # and only their chunks get details

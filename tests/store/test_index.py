@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from sqlmodel import select
 from weaviate.classes.config import Configure, VectorDistances
+from weaviate.classes.query import Filter
 
 from bot.config import Settings
 from bot.services import KnowledgeService
@@ -329,3 +330,21 @@ def test_an_index_from_before_language_graphs_still_serves_until_rebuilt(service
     assert report.schema_outdated and report.repaired
     assert index.schema_version() == SCHEMA_VERSION and not index.client.collections.exists(legacy)
     assert service.search("zorbulator overheats", k=1)[0].entry_id == kept
+
+
+def test_an_entry_vector_rides_on_the_entrys_first_chunk(corpus_service: KnowledgeService) -> None:
+    """Chunk 0 also holds the entry's vector, the unit mean of its chunks' vectors, in its language's entry
+    space; an entry search finds each entry once."""
+    index = corpus_service.index
+    entry = corpus_service.search("KubePodCrashLooping", k=1)[0].entry_id
+    chunks = index._collection().query.fetch_objects(filters=Filter.by_property("entry_id").equal(entry),
+                                                     include_vector=True, return_properties=["chunk_no"], limit=100)
+    vectors = {int(o.properties["chunk_no"]): o.vector for o in chunks.objects}  # type: ignore[arg-type]
+    assert len(vectors) > 1
+    mean = np.mean([np.asarray(v["en"]) for v in vectors.values()], axis=0)
+    assert np.allclose(vectors[0]["entry_en"], mean / np.linalg.norm(mean), atol=1e-5)
+    assert all(set(v) == {"en"} for no, v in vectors.items() if no)
+    found = index.entry_search(corpus_service.embedder.embed_query("pods keep crash looping"), limit=20,
+                               language="en")
+    assert found[0].entry_id == entry and len({h.entry_id for h in found}) == len(found)
+    assert {h.language for h in found} == {"en"} and {h.chunk_no for h in found} == {0}
