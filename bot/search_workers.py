@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -27,6 +29,7 @@ log = logging.getLogger("kb.search")
 
 WORKER_NICENESS = 10  # below the bot's acks, which must answer Slack within 3 s whatever the searches do
 WARM_UP_QUERY = "warm up"
+PARENT_CHECK_SECONDS = 1.0
 
 _settings: Settings | None = None
 _retriever: Retriever | None = None
@@ -73,6 +76,15 @@ def _start_worker(settings: Settings) -> None:
     _settings = settings
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the bot ends us
     os.nice(WORKER_NICENESS)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="kb-search-parent", daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A bot killed outright (SIGKILL, the OOM killer) cannot stop its workers, and a worker waiting for work never
+    notices: its pipe stays open at both ends. Orphaned, it exits."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(0)
 
 
 def _worker_retriever() -> Retriever:

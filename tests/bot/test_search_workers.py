@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,3 +99,32 @@ def test_a_worker_never_starts_an_embedded_server_of_its_own(tmp_path: Path) -> 
     with pytest.raises(IndexUnavailable, match="not running"):
         connect(weaviate_target(settings), start_embedded=False)
     assert not (tmp_path / "weaviate").exists()
+
+
+def test_a_worker_outlives_no_bot_killed_outright(tmp_path: Path) -> None:
+    """SIGKILL (the OOM killer) gives the bot no chance to stop its workers: they notice and exit."""
+    script = ("import sys; from bot.config import Settings; from bot.search_workers import SearchWorkers\n"
+              f"workers = SearchWorkers(Settings(data_dir={str(tmp_path)!r}), 1)\n"
+              "print(workers.worker_pid(), flush=True); sys.stdin.read()\n")
+    bot = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                           cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert bot.stdout is not None
+        worker = int(bot.stdout.readline())
+        assert Path(f"/proc/{worker}").exists()
+        bot.kill()
+        bot.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _alive(worker):
+            assert time.monotonic() < deadline, "the search worker outlived its bot"
+            time.sleep(0.2)
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
