@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import speed_http  # noqa: E402
-from benchmarks.speed_memory import RssSampler, search_worker, weaviate_process  # noqa: E402
+from benchmarks.speed_memory import RssSampler, search_worker, wait_until_quiet, weaviate_process  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.services import KnowledgeService  # noqa: E402
 from bot.wiring import build_service  # noqa: E402
@@ -397,6 +397,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scale-rounds", type=int,
                         help="the same for the larger sizes of the scale run (default 1; search there grows slow)")
     parser.add_argument("--plot", type=Path, metavar="PATH.png", help="draw retrieval latency against index size")
+    parser.add_argument("--ack-only", action="store_true",
+                        help="only the acks, once Weaviate is quiet: no import, rebuild, search or scale run before "
+                        "them (Weaviate's background work after a bulk write slows a wave); an index is built first "
+                        "only when the store and the index differ")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: a smoke test")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args(argv)
@@ -432,6 +436,8 @@ def report(results: dict[str, Any]) -> str:
     for name in ("import", "reindex_cached", "embedding_model", "search", "approval_to_searchable"):
         if name in results:
             lines += _line(name, results[name])
+    if "weaviate_quiet_after_s" in results:
+        lines.append(f"{'weaviate_quiet_after_s':28s} {results['weaviate_quiet_after_s']}")
     if "ack" in results:
         for name, figures in results["ack"].items():
             lines += _line(f"ack.{name}", figures) if isinstance(figures, dict) else [f"ack.{name:24s} {figures}"]
@@ -458,6 +464,68 @@ def report(results: dict[str, Any]) -> str:
 
 
 # --- main ------------------------------------------------------------------------------------------
+def measure_all(service: KnowledgeService, settings: Settings, args: argparse.Namespace,
+                documents: list[dict[str, Any]], questions: list[str], sampler: RssSampler, results: dict[str, Any],
+                idle_seconds: float) -> dict[str, Any]:
+    """Every measurement, in order, into ``results``; returns the memory readings ({when: {process: MB}})."""
+    data_dir = settings.data_dir
+    progress("import" if not args.seed else "rebuild from the seeded store")
+    if args.seed:
+        results["import"] = {"skipped": "seeded store; see embedding_model, reindex_cached and scale"}
+    else:
+        corpus = data_dir / "speed-corpus.jsonl"
+        corpus.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in documents), encoding="utf-8")
+        results["import"] = measure_import(service, corpus)
+    results["reindex_cached"] = measure_reindex(service)
+    progress("embedding model alone, then search at corpus size")
+    results["embedding_model"] = measure_embedding_model(service, documents, 8 if args.quick else 128)
+    memory: dict[str, Any] = {"idle": sampler.idle_mb(idle_seconds)}  # {when: {process: MB}}
+    with sampler.window("search"):
+        results["search"] = {"entries": active_entries(service), "chunks": service.index.count(),
+                             **measure_search(service, questions, rounds=args.search_rounds)}
+    memory["peak_search"] = sampler.peaks["search"]
+    results["approval_to_searchable"] = measure_approval(service, runs=2 if args.quick else 10)
+    if args.ack_requests or args.ack_waves:
+        progress("ack latency: the bot in HTTP mode")
+        results["ack"] = measure_ack(settings, questions, sampler, requests=args.ack_requests,
+                                     concurrency=args.ack_concurrency, waves=args.ack_waves,
+                                     idle_seconds=idle_seconds)
+        memory.update(results["ack"].pop("memory"))
+    scale = []
+    source = copies(documents)
+    for size in args.scale_sizes:
+        progress(f"scale: importing copies up to {size:,} entries")
+        grown = grow_to(service, size, source, data_dir)
+        progress(f"scale: {grown['entries']:,} entries in {grown['seconds']} s; searching")
+        point: dict[str, Any] = {"entries": active_entries(service), "chunks": service.index.count(),
+                                 "import": grown}
+        idle = sampler.idle_mb(idle_seconds)
+        with sampler.window(f"search@{size}"):
+            point["search"] = measure_search(service, questions, rounds=args.scale_rounds)
+        point["memory_mb"] = {"weaviate_idle": idle.get("weaviate"), "bench_idle": idle.get("bench"),
+                              **{f"{name}_peak_search": mb for name, mb in sampler.peaks[f"search@{size}"].items()}}
+        scale.append(point)
+    if scale:
+        results["scale"] = scale
+        results["scale_import_total"] = total_import(scale)
+    return memory
+
+
+def measure_ack_alone(service: KnowledgeService, settings: Settings, questions: list[str], sampler: RssSampler,
+                      args: argparse.Namespace, results: dict[str, Any], idle_seconds: float) -> dict[str, Any]:
+    """The acks on their own: the index repaired only if it drifted from the store, then a wait until Weaviate is
+    quiet, so that no bulk write's background work shares the cores with the waves."""
+    if not service.doctor().clean:
+        progress("building the index from the store")
+        service.doctor(repair=True)
+    results["weaviate_quiet_after_s"] = wait_until_quiet(weaviate_process(settings.weaviate_port))
+    progress("ack latency: the bot in HTTP mode")
+    results["ack"] = measure_ack(settings, questions, sampler, requests=args.ack_requests,
+                                 concurrency=args.ack_concurrency, waves=args.ack_waves, idle_seconds=idle_seconds)
+    memory: dict[str, Any] = results["ack"].pop("memory")
+    return memory
+
+
 def main(argv: list[str] | None = None) -> None:
     wall = time.perf_counter()
     args = parse_args(argv)
@@ -483,52 +551,17 @@ def main(argv: list[str] | None = None) -> None:
         sampler.watch("bench", os.getpid())
         service.index.ensure()  # starts (or joins) the Weaviate server
         sampler.watch("weaviate", weaviate_process(settings.weaviate_port))
-        progress("import" if not args.seed else "rebuild from the seeded store")
-        if args.seed:
-            results["import"] = {"skipped": "seeded store; see embedding_model, reindex_cached and scale"}
+        if args.ack_only:
+            memory = measure_ack_alone(service, settings, questions, sampler, args, results, idle_seconds)
         else:
-            corpus = data_dir / "speed-corpus.jsonl"
-            corpus.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in documents), encoding="utf-8")
-            results["import"] = measure_import(service, corpus)
-        results["reindex_cached"] = measure_reindex(service)
-        progress("embedding model alone, then search at corpus size")
-        results["embedding_model"] = measure_embedding_model(service, documents, 8 if args.quick else 128)
-        memory: dict[str, Any] = {"idle": sampler.idle_mb(idle_seconds)}  # {when: {process: MB}}
-        with sampler.window("search"):
-            results["search"] = {"entries": active_entries(service), "chunks": service.index.count(),
-                                 **measure_search(service, questions, rounds=args.search_rounds)}
-        memory["peak_search"] = sampler.peaks["search"]
-        results["approval_to_searchable"] = measure_approval(service, runs=2 if args.quick else 10)
-        if args.ack_requests or args.ack_waves:
-            progress("ack latency: the bot in HTTP mode")
-            results["ack"] = measure_ack(settings, questions, sampler, requests=args.ack_requests,
-                                         concurrency=args.ack_concurrency, waves=args.ack_waves,
-                                         idle_seconds=idle_seconds)
-            memory.update(results["ack"].pop("memory"))
-        scale = []
-        source = copies(documents)
-        for size in args.scale_sizes:
-            progress(f"scale: importing copies up to {size:,} entries")
-            grown = grow_to(service, size, source, data_dir)
-            progress(f"scale: {grown['entries']:,} entries in {grown['seconds']} s; searching")
-            point: dict[str, Any] = {"entries": active_entries(service), "chunks": service.index.count(),
-                                     "import": grown}
-            idle = sampler.idle_mb(idle_seconds)
-            with sampler.window(f"search@{size}"):
-                point["search"] = measure_search(service, questions, rounds=args.scale_rounds)
-            point["memory_mb"] = {"weaviate_idle": idle.get("weaviate"), "bench_idle": idle.get("bench"),
-                                  **{f"{name}_peak_search": mb for name, mb in sampler.peaks[f"search@{size}"].items()}}
-            scale.append(point)
-        if scale:
-            results["scale"] = scale
-            results["scale_import_total"] = total_import(scale)
+            memory = measure_all(service, settings, args, documents, questions, sampler, results, idle_seconds)
         memory.setdefault("lifetime_peak", {}).update({"weaviate": sampler.lifetime_peak_mb("weaviate"),
                                                        "bench": sampler.lifetime_peak_mb("bench")})
         results["memory_mb"] = by_process(memory)
     finally:
         sampler.stop()
         service.close()
-    if args.plot:
+    if args.plot and "search" in results:
         first = {"entries": results["search"]["entries"], "chunks": results["search"]["chunks"],
                  "search": results["search"]}
         plot([first, *results.get("scale", [])], args.plot, results["machine"])

@@ -50,6 +50,17 @@ def search_worker(bot_pid: int) -> psutil.Process | None:
     return None
 
 
+def wait_until_quiet(process: psutil.Process | None, *, below_percent: float = 10.0, timeout: float = 180.0
+                     ) -> float | None:
+    """Seconds until ``process`` used under ``below_percent`` of a core over a second (None: no local process)."""
+    if process is None:
+        return None
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout and process.cpu_percent(interval=1.0) >= below_percent:
+        pass
+    return round(time.perf_counter() - started, 1)
+
+
 class RssSampler:
     """Samples the RSS of every watched process every ``interval`` seconds; ``window(label)`` records the peak
     of each one while the block runs, in MB, into ``peaks[label]``."""

@@ -76,3 +76,16 @@ def test_speed_quick_prints_every_figure(tmp_path: Path, weaviate_target: Weavia
                  "memory_mb.search_worker ", "memory_mb.weaviate ", "scale: entries", "scale_import_total ", "plot: ",
                  "wall time: "):
         assert line in result.stdout
+
+    # --ack-only on the same store: the index matches it, so nothing is rebuilt; the waves start once Weaviate is quiet
+    alone = tmp_path / "ack.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--quick", "--ack-only", "--data-dir",
+         str(tmp_path / "data"), "--json-out", str(alone)], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    only = json.loads(alone.read_text())
+    assert not {"import", "reindex_cached", "search", "approval_to_searchable", "scale"} & set(only)
+    assert "building the index" not in result.stderr and isinstance(only["weaviate_quiet_after_s"], float)
+    assert only["ack"]["concurrent"]["ack"]["n"] == 5 and only["ack"]["concurrent"]["unanswered"] == 0
+    assert {"bot", "search_worker", "weaviate"} <= set(only["memory_mb"])
+    assert "weaviate_quiet_after_s " in result.stdout and "ack.concurrent.ack " in result.stdout
