@@ -486,11 +486,7 @@ def measure_all(service: KnowledgeService, settings: Settings, args: argparse.Na
     memory["peak_search"] = sampler.peaks["search"]
     results["approval_to_searchable"] = measure_approval(service, runs=2 if args.quick else 10)
     if args.ack_requests or args.ack_waves:
-        progress("ack latency: the bot in HTTP mode")
-        results["ack"] = measure_ack(settings, questions, sampler, requests=args.ack_requests,
-                                     concurrency=args.ack_concurrency, waves=args.ack_waves,
-                                     idle_seconds=idle_seconds)
-        memory.update(results["ack"].pop("memory"))
+        memory.update(ack_part(settings, questions, sampler, args, results, idle_seconds))
     scale = []
     source = copies(documents)
     for size in args.scale_sizes:
@@ -519,6 +515,12 @@ def measure_ack_alone(service: KnowledgeService, settings: Settings, questions: 
         progress("building the index from the store")
         service.doctor(repair=True)
     results["weaviate_quiet_after_s"] = wait_until_quiet(weaviate_process(settings.weaviate_port))
+    return ack_part(settings, questions, sampler, args, results, idle_seconds)
+
+
+def ack_part(settings: Settings, questions: list[str], sampler: RssSampler, args: argparse.Namespace,
+             results: dict[str, Any], idle_seconds: float) -> dict[str, Any]:
+    """The acks as the arguments ask, into ``results``; returns their memory readings."""
     progress("ack latency: the bot in HTTP mode")
     results["ack"] = measure_ack(settings, questions, sampler, requests=args.ack_requests,
                                  concurrency=args.ack_concurrency, waves=args.ack_waves, idle_seconds=idle_seconds)

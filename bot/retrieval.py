@@ -149,8 +149,7 @@ class Retriever:
             best = max((h.relevance for h in detailed if h.relevance is not None), default=-1.0)
         else:
             best = max((h.similarity for h in detailed if h.similarity is not None), default=0.0)
-        scale = _top_score(lists, self.rrf_k)
-        return [_entry_hit(entry_id, v, v.score / scale) for entry_id, v in top], Confidence(best, centred=centres)
+        return _entry_hits(top, lists, self.rrf_k), Confidence(best, centred=centres)
 
     @staticmethod
     def _with_details(lists: Sequence[RankedList], details: dict[tuple[int, int, int], IndexHit],
@@ -235,8 +234,7 @@ def fuse(lists: Sequence[RankedList], *, rrf_k: int = RRF_K, limit: int | None =
     """Weighted reciprocal rank fusion: an entry earns ``weight / (rrf_k + rank)`` from each list by its best
     chunk's rank among entries, so a long entry gets no more votes than a short one. Scores are scaled so that
     an entry ranked first by every list scores 1. Only the best ``limit`` entries are built into hits."""
-    scale = _top_score(lists, rrf_k)
-    return [_entry_hit(entry_id, v, v.score / scale) for entry_id, v in _best(tally(lists, rrf_k=rrf_k), limit)]
+    return _entry_hits(_best(tally(lists, rrf_k=rrf_k), limit), lists, rrf_k)
 
 
 def tally(lists: Sequence[RankedList], *, rrf_k: int = RRF_K) -> dict[int, _Votes]:
@@ -251,9 +249,10 @@ def _best(votes: dict[int, _Votes], limit: int | None) -> list[tuple[int, _Votes
     return sorted(votes.items(), key=lambda item: item[1].score, reverse=True)[:limit]
 
 
-def _top_score(lists: Sequence[RankedList], rrf_k: int) -> float:
-    """The score of an entry ranked first by every list: fused scores are divided by it."""
-    return sum(r.weight for r in lists if r.hits) / (rrf_k + 1) or 1.0
+def _entry_hits(top: list[tuple[int, _Votes]], lists: Sequence[RankedList], rrf_k: int) -> list[EntryHit]:
+    """The ranked entries as hits, their scores divided by that of an entry ranked first by every list."""
+    scale = sum(r.weight for r in lists if r.hits) / (rrf_k + 1) or 1.0
+    return [_entry_hit(entry_id, votes, votes.score / scale) for entry_id, votes in top]
 
 
 def _key(hit: IndexHit) -> tuple[int, int, int]:

@@ -171,10 +171,11 @@ class KnowledgeIndex:
         marker = name.removeprefix(f"{self.alias}_s").split("_", 1)[0]
         return int(marker) if marker.isdigit() else None
 
-    def _has_language_spaces(self, collection: str) -> bool:
-        """Collections built before schema 4 hold every vector in one space: searched and written as they are
-        until the scheduler's reconcile rebuilds them (a deploy must not break search in the meantime)."""
-        return (self.schema_version(collection) or SCHEMA_VERSION) >= LANGUAGE_SPACES_SCHEMA
+    def _schema(self, collection: str) -> int:
+        """The schema a collection is read and written by: one built by an older schema (before 4 every vector
+        shared one space, before 5 there were no entry vectors) is served as it is until the scheduler's reconcile
+        rebuilds it (a deploy must not break search in the meantime)."""
+        return self.schema_version(collection) or SCHEMA_VERSION
 
     def create_collection(self) -> str:
         name = f"{self.alias}_s{SCHEMA_VERSION}_{int(time.time() * 1000)}"
@@ -247,7 +248,7 @@ class KnowledgeIndex:
         self._counts.clear()
         name = collection or self.ensure()
         target = self._collection(name)
-        schema = self.schema_version(name) or SCHEMA_VERSION
+        schema = self._schema(name)
         objects = [DataObject(properties=c.properties(), uuid=c.uuid, vector=_vectors_to_store(c, schema))
                    for c in chunks]
         for start in range(0, len(objects), 500):
@@ -273,7 +274,7 @@ class KnowledgeIndex:
                 ranking_only=ranking_only)]
             return sorted(hits, key=lambda h: h.similarity or 0.0, reverse=True)[:limit]
         name = collection or self.ensure()
-        space = vector_space(language) if self._has_language_spaces(name) else None
+        space = vector_space(language) if self._schema(name) >= LANGUAGE_SPACES_SCHEMA else None
         return self._nearest(name, vector, space=space, language=language, limit=limit,
                              include_vector=include_vector and not ranking_only,
                              properties=_RANKING_PROPERTIES if ranking_only else _RETURN_PROPERTIES)
@@ -283,7 +284,7 @@ class KnowledgeIndex:
         """The entries of ``language`` whose entry vector is nearest to ``vector``: one hit per entry (its chunk 0,
         ids only). None in collections from before schema 5."""
         name = collection or self.ensure()
-        if (self.schema_version(name) or SCHEMA_VERSION) < ENTRY_SPACES_SCHEMA:
+        if self._schema(name) < ENTRY_SPACES_SCHEMA:
             return []
         return self._nearest(name, vector, space=entry_space(language), language=language, limit=limit,
                              include_vector=False, properties=_RANKING_PROPERTIES)
@@ -294,9 +295,9 @@ class KnowledgeIndex:
             near_vector=vector.tolist(),
             target_vector=space,
             limit=limit,
-            # A language without a space of its own shares one (and is filtered there).
-            filters=None if space in (language, f"entry_{language}") else Filter.by_property("language").equal(
-                language),
+            # A language without a space of its own shares one (and is filtered there), as do all in old schemas.
+            filters=None if space is not None and vector_space(language) == language else Filter.by_property(
+                "language").equal(language),
             return_metadata=MetadataQuery(distance=True),
             return_properties=properties,
             include_vector=include_vector,

@@ -108,4 +108,3 @@ def reserve_auto_answer(session: Session, *, channel: str, budget: int, since: d
 def release_auto_answer(session: Session, key: str) -> None:
     session.execute(delete(JobMark).where(col(JobMark.job) == AUTO_ANSWER_JOB, col(JobMark.key) == key))
     session.commit()
-
