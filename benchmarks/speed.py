@@ -148,7 +148,9 @@ def measure_embedding_model(service: KnowledgeService, documents: list[dict[str,
     started = time.perf_counter()
     model.embed_passages(texts)
     seconds = time.perf_counter() - started
-    return {"chunks": len(texts), "seconds": round(seconds, 1), "chunks_per_s": round(len(texts) / seconds, 2)}
+    engine = getattr(model, "engine", None)
+    return {"chunks": len(texts), "seconds": round(seconds, 1), "chunks_per_s": round(len(texts) / seconds, 2),
+            "engine": engine.name if engine else "wheel"}
 
 
 def copies(documents: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:

