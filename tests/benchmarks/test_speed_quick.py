@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.config import Settings
+from store import e5_engine
 from store.weaviate_conn import WeaviateTarget
 from tests.conftest import CORPUS
 
@@ -37,7 +39,12 @@ def test_speed_quick_prints_every_figure(tmp_path: Path, weaviate_target: Weavia
     assert {"embedding_seconds", "entries_per_s", "chunks_per_s"} <= set(figures["import"])
     assert figures["reindex_cached"]["chunks"] == figures["import"]["chunks"]
     assert figures["reindex_cached"]["embedding_seconds"] == 0.0  # every vector came from the cache
-    assert figures["embedding_model"]["chunks"] == 8 and "chunks_per_s" in figures["embedding_model"]
+    model = figures["embedding_model"]
+    assert model["chunks"] == 8 and "chunks_per_s" in model
+    built = e5_engine.built_engine(Settings().embed_engine_dir)  # what setup.sh built, if it could
+    assert model["engine"] == (built.name if built else "wheel")
+    assert ("wheel_engine_chunks_per_s" in model) == (built is not None)
+    assert model.get("vnni_kernel") == (e5_engine.vnni_kernel_active(built) if built else None)
 
     # retrieval at corpus size, with where its time goes
     search = figures["search"]

