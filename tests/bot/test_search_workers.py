@@ -76,6 +76,12 @@ def test_a_worker_process_finds_what_the_bot_would(imported: tuple[Settings, Kno
     assert answer.grounded and answer.citations[0].entry_id == expected[0][0]
 
 
+def test_the_worker_embeds_without_spinning_beside_the_acks(workers: SearchWorkers) -> None:
+    in_worker = [workers._executor.submit(os.getenv, name).result()  # the worker's own environment
+                 for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")]
+    assert in_worker == ["PASSIVE", "0"]
+
+
 def test_a_dead_worker_fails_over_to_the_bot_and_is_replaced(imported: tuple[Settings, KnowledgeService],
                                                                workers: SearchWorkers,
                                                                caplog: pytest.LogCaptureFixture) -> None:
