@@ -28,6 +28,7 @@ def open_index(settings: Settings) -> KnowledgeIndex:
     index = KnowledgeIndex(connect(weaviate_target(settings)), alias=settings.index_name,
                            korean_tokenizer=settings.korean_tokenizer)
     index.ensure()
+    index.tune_search()
     return index
 
 

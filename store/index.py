@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from weaviate.classes.aggregate import GroupByAggregate
-from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
+from weaviate.classes.config import Configure, DataType, Property, Reconfigure, Tokenization, VectorDistances
 from weaviate.classes.data import DataObject
 from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.client import WeaviateClient
@@ -37,6 +37,13 @@ KEYWORD_FIELDS = {"en": ["title_en^2", "body_en"], "ko": ["title_ko^2", "body_ko
 # a shared graph is Korean, and finding English chunks from there took 86 ms median, 357 ms worst at 50,000
 # entries (5 ms in a graph of their own).
 VECTOR_SPACES = ("en", "ko")
+# HNSW's candidate list per search (dynamic ef: factor x limit, within min..max). For the chunk graphs Weaviate's
+# default (8 x limit, 100..500) walks 500 nodes for our 100 candidates; 2 x limit within 100..200 ranks the dev
+# questions the same and cut the p50 at 50,000 entries by ~8 ms. The entry graphs keep the default: below 250 their
+# 50 candidates changed and MRR@10 fell 0.739 -> 0.726 (docs/benchmarks.md). Mutable: tune_search() brings older
+# collections to them.
+CHUNK_HNSW_EF = (2, 100, 200)
+ENTRY_HNSW_EF = (8, 100, 500)
 LANGUAGE_SPACES_SCHEMA = 4  # the first schema with VECTOR_SPACES
 # Each entry's first chunk also holds the entry's vector (the mean of its chunks' vectors) in a space per language:
 # a whole-runbook similarity that finds the runbook a question is about when no single chunk says it all.
@@ -159,6 +166,21 @@ class KnowledgeIndex:
         self.client.alias.create(alias_name=self.alias, target_collection=name)
         return name
 
+    def tune_search(self) -> list[str]:
+        """Bring the alias's collection's HNSW search settings to hnsw_ef() (a collection built before them keeps
+        Weaviate's defaults until now); returns the vector spaces it changed."""
+        collection = self._collection()
+        stale = [name for name, vector in (collection.config.get().vector_config or {}).items()
+                 if tuple(getattr(vector.vector_index_config, key, None)
+                          for key in ("dynamic_ef_factor", "dynamic_ef_min", "dynamic_ef_max")) != hnsw_ef(name)]
+        if stale:
+            collection.config.update(vector_config=[
+                Reconfigure.Vectors.update(name=name, vector_index_config=Reconfigure.VectorIndex.hnsw(
+                    dynamic_ef_factor=hnsw_ef(name)[0], dynamic_ef_min=hnsw_ef(name)[1],
+                    dynamic_ef_max=hnsw_ef(name)[2]))
+                for name in stale])
+        return stale
+
     def current_collection(self) -> str | None:
         found = self.client.alias.get(alias_name=self.alias)
         return found.collection if found is not None else None
@@ -184,7 +206,10 @@ class KnowledgeIndex:
             name,
             vector_config=[
                 Configure.Vectors.self_provided(
-                    name=space, vector_index_config=Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE))
+                    name=space,
+                    vector_index_config=Configure.VectorIndex.hnsw(
+                        distance_metric=VectorDistances.COSINE, dynamic_ef_factor=hnsw_ef(space)[0],
+                        dynamic_ef_min=hnsw_ef(space)[1], dynamic_ef_max=hnsw_ef(space)[2]))
                 for space in (*VECTOR_SPACES, *(entry_space(language) for language in VECTOR_SPACES))
             ],
             inverted_index_config=Configure.inverted_index(index_null_state=False),
@@ -430,6 +455,11 @@ class KnowledgeIndex:
 def vector_space(language: str) -> str:
     """The named vector (HNSW graph) that holds a chunk of ``language``."""
     return language if language in VECTOR_SPACES else VECTOR_SPACES[0]
+
+
+def hnsw_ef(space: str) -> tuple[int, int, int]:
+    """A vector space's dynamic ef: (factor, min, max)."""
+    return CHUNK_HNSW_EF if space in VECTOR_SPACES else ENTRY_HNSW_EF
 
 
 def entry_space(language: str) -> str:

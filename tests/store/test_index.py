@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlmodel import select
-from weaviate.classes.config import Configure, VectorDistances
+from weaviate.classes.config import Configure, Reconfigure, VectorDistances
 from weaviate.classes.query import Filter
 
 from bot.config import Settings
 from bot.services import KnowledgeService
 from bot.wiring import build_service
-from store.index import SCHEMA_VERSION, ChunkRecord, chunk_uuid
+from store.index import SCHEMA_VERSION, VECTOR_SPACES, ChunkRecord, chunk_uuid, entry_space, hnsw_ef
 from store.lifecycle import Draft
 from store.models import OutboxEvent, ProposalKind
 from store.weaviate_conn import WeaviateTarget, connect
@@ -295,6 +295,26 @@ def test_each_language_has_a_vector_graph_of_its_own(corpus_service: KnowledgeSe
     both = index.vector_search(query, limit=40)
     assert {h.language for h in both} == {"en", "ko"}
     assert [h.similarity for h in both] == sorted((h.similarity for h in both), reverse=True)
+
+
+def test_vector_searches_walk_a_short_candidate_list_old_collections_included(service: KnowledgeService) -> None:
+    index = service.index
+
+    def ef_settings() -> dict[str, tuple[int, int, int]]:
+        config = index._collection().config.get().vector_config or {}
+        return {name: (v.vector_index_config.dynamic_ef_factor, v.vector_index_config.dynamic_ef_min,  # type: ignore[union-attr]
+                       v.vector_index_config.dynamic_ef_max) for name, v in config.items()}  # type: ignore[union-attr]
+
+    wanted = {space: hnsw_ef(space) for space in (*VECTOR_SPACES, *map(entry_space, VECTOR_SPACES))}
+    assert hnsw_ef("en")[2] < hnsw_ef(entry_space("en"))[2]  # the chunk graphs walk the shorter list
+    assert ef_settings() == wanted  # a new collection: built so
+    assert index.tune_search() == []
+    index._collection().config.update(vector_config=[  # as a collection built before it: Weaviate's defaults
+        Reconfigure.Vectors.update(name=name, vector_index_config=Reconfigure.VectorIndex.hnsw(
+            dynamic_ef_factor=8, dynamic_ef_min=100, dynamic_ef_max=500)) for name in wanted])
+    assert set(ef_settings().values()) == {(8, 100, 500)}
+    assert sorted(index.tune_search()) == sorted(VECTOR_SPACES)  # the entry graphs keep Weaviate's default
+    assert ef_settings() == wanted
 
 
 def test_a_language_without_a_graph_shares_one_and_is_found_by_filter(service: KnowledgeService) -> None:
