@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+from weaviate.exceptions import WeaviateBaseError
+
 from bot.config import Settings
 from bot.roles.llm import make_claude
 from bot.services import KnowledgeService
@@ -9,6 +13,8 @@ from store.db import Database, migrate
 from store.embeddings import CachedEmbedder, Embedder, default_embedder
 from store.index import KnowledgeIndex
 from store.weaviate_conn import WeaviateTarget, connect
+
+log = logging.getLogger(__name__)
 
 
 def weaviate_target(settings: Settings) -> WeaviateTarget:
@@ -28,7 +34,10 @@ def open_index(settings: Settings) -> KnowledgeIndex:
     index = KnowledgeIndex(connect(weaviate_target(settings)), alias=settings.index_name,
                            korean_tokenizer=settings.korean_tokenizer)
     index.ensure()
-    index.tune_search()
+    try:
+        index.tune_search()
+    except WeaviateBaseError as exc:  # e.g. a cluster user without schema rights: search works, a little slower
+        log.warning("HNSW search settings not applied (%s); the collection's own serve", exc)
     return index
 
 

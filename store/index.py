@@ -39,9 +39,9 @@ KEYWORD_FIELDS = {"en": ["title_en^2", "body_en"], "ko": ["title_ko^2", "body_ko
 VECTOR_SPACES = ("en", "ko")
 # HNSW's candidate list per search (dynamic ef: factor x limit, within min..max). For the chunk graphs Weaviate's
 # default (8 x limit, 100..500) walks 500 nodes for our 100 candidates; 2 x limit within 100..200 ranks the dev
-# questions the same and cut the p50 at 50,000 entries by ~8 ms. The entry graphs keep the default: below 250 their
-# 50 candidates changed and MRR@10 fell 0.739 -> 0.726 (docs/benchmarks.md). Mutable: tune_search() brings older
-# collections to them.
+# questions the same and cut the p50 at 50,000 entries by 6-11 ms in an A/B. The entry graphs keep the default:
+# below 250 their 50 candidates changed and MRR@10 fell 0.739 -> 0.726 (docs/benchmarks.md). Mutable:
+# tune_search() brings older collections to them.
 CHUNK_HNSW_EF = (2, 100, 200)
 ENTRY_HNSW_EF = (8, 100, 500)
 LANGUAGE_SPACES_SCHEMA = 4  # the first schema with VECTOR_SPACES

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +13,20 @@ import pytest
 from sqlmodel import select
 from weaviate.classes.config import Configure, Reconfigure, VectorDistances
 from weaviate.classes.query import Filter
+from weaviate.exceptions import WeaviateBaseError
 
 from bot.config import Settings
 from bot.services import KnowledgeService
-from bot.wiring import build_service
-from store.index import SCHEMA_VERSION, VECTOR_SPACES, ChunkRecord, chunk_uuid, entry_space, hnsw_ef
+from bot.wiring import build_service, open_index
+from store.index import (
+    SCHEMA_VERSION,
+    VECTOR_SPACES,
+    ChunkRecord,
+    KnowledgeIndex,
+    chunk_uuid,
+    entry_space,
+    hnsw_ef,
+)
 from store.lifecycle import Draft
 from store.models import OutboxEvent, ProposalKind
 from store.weaviate_conn import WeaviateTarget, connect
@@ -315,6 +325,21 @@ def test_vector_searches_walk_a_short_candidate_list_old_collections_included(se
     assert set(ef_settings().values()) == {(8, 100, 500)}
     assert sorted(index.tune_search()) == sorted(VECTOR_SPACES)  # the entry graphs keep Weaviate's default
     assert ef_settings() == wanted
+
+
+def test_an_index_whose_search_settings_cannot_be_changed_still_opens(
+        service: KnowledgeService, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    def refused(self: KnowledgeIndex) -> list[str]:
+        raise WeaviateBaseError("forbidden: schema update")
+
+    monkeypatch.setattr(KnowledgeIndex, "tune_search", refused)
+    with caplog.at_level(logging.WARNING):
+        index = open_index(service.settings)
+    try:
+        assert index.current_collection() == service.index.current_collection()
+        assert "HNSW search settings not applied" in caplog.text and "forbidden" in caplog.text
+    finally:
+        index.client.close()
 
 
 def test_a_language_without_a_graph_shares_one_and_is_found_by_filter(service: KnowledgeService) -> None:
