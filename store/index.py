@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from weaviate.classes.aggregate import GroupByAggregate
@@ -42,8 +42,16 @@ VECTOR_SPACES = ("en", "ko")
 # questions the same and cut the p50 at 50,000 entries by 6-11 ms in an A/B. The entry graphs keep the default:
 # below 250 their 50 candidates changed and MRR@10 fell 0.739 -> 0.726 (docs/benchmarks.md). Mutable:
 # tune_search() brings older collections to them.
-CHUNK_HNSW_EF = (2, 100, 200)
-ENTRY_HNSW_EF = (8, 100, 500)
+class HnswEf(NamedTuple):
+    """Weaviate's dynamic ef of one vector space, named as its HNSW config names them."""
+
+    dynamic_ef_factor: int
+    dynamic_ef_min: int
+    dynamic_ef_max: int
+
+
+CHUNK_HNSW_EF = HnswEf(2, 100, 200)
+ENTRY_HNSW_EF = HnswEf(8, 100, 500)
 LANGUAGE_SPACES_SCHEMA = 4  # the first schema with VECTOR_SPACES
 # Each entry's first chunk also holds the entry's vector (the mean of its chunks' vectors) in a space per language:
 # a whole-runbook similarity that finds the runbook a question is about when no single chunk says it all.
@@ -171,13 +179,11 @@ class KnowledgeIndex:
         Weaviate's defaults until now); returns the vector spaces it changed."""
         collection = self._collection()
         stale = [name for name, vector in (collection.config.get().vector_config or {}).items()
-                 if tuple(getattr(vector.vector_index_config, key, None)
-                          for key in ("dynamic_ef_factor", "dynamic_ef_min", "dynamic_ef_max")) != hnsw_ef(name)]
+                 if tuple(getattr(vector.vector_index_config, key, None) for key in HnswEf._fields) != hnsw_ef(name)]
         if stale:
             collection.config.update(vector_config=[
-                Reconfigure.Vectors.update(name=name, vector_index_config=Reconfigure.VectorIndex.hnsw(
-                    dynamic_ef_factor=hnsw_ef(name)[0], dynamic_ef_min=hnsw_ef(name)[1],
-                    dynamic_ef_max=hnsw_ef(name)[2]))
+                Reconfigure.Vectors.update(
+                    name=name, vector_index_config=Reconfigure.VectorIndex.hnsw(**hnsw_ef(name)._asdict()))
                 for name in stale])
         return stale
 
@@ -208,8 +214,7 @@ class KnowledgeIndex:
                 Configure.Vectors.self_provided(
                     name=space,
                     vector_index_config=Configure.VectorIndex.hnsw(
-                        distance_metric=VectorDistances.COSINE, dynamic_ef_factor=hnsw_ef(space)[0],
-                        dynamic_ef_min=hnsw_ef(space)[1], dynamic_ef_max=hnsw_ef(space)[2]))
+                        distance_metric=VectorDistances.COSINE, **hnsw_ef(space)._asdict()))
                 for space in (*VECTOR_SPACES, *(entry_space(language) for language in VECTOR_SPACES))
             ],
             inverted_index_config=Configure.inverted_index(index_null_state=False),
@@ -457,8 +462,8 @@ def vector_space(language: str) -> str:
     return language if language in VECTOR_SPACES else VECTOR_SPACES[0]
 
 
-def hnsw_ef(space: str) -> tuple[int, int, int]:
-    """A vector space's dynamic ef: (factor, min, max)."""
+def hnsw_ef(space: str) -> HnswEf:
+    """A vector space's dynamic ef."""
     return CHUNK_HNSW_EF if space in VECTOR_SPACES else ENTRY_HNSW_EF
 
 

@@ -316,7 +316,7 @@ def test_vector_searches_walk_a_short_candidate_list_old_collections_included(se
                        v.vector_index_config.dynamic_ef_max) for name, v in config.items()}  # type: ignore[union-attr]
 
     wanted = {space: hnsw_ef(space) for space in (*VECTOR_SPACES, *map(entry_space, VECTOR_SPACES))}
-    assert hnsw_ef("en")[2] < hnsw_ef(entry_space("en"))[2]  # the chunk graphs walk the shorter list
+    assert hnsw_ef("en").dynamic_ef_max < hnsw_ef(entry_space("en")).dynamic_ef_max  # the chunk graphs: shorter
     assert ef_settings() == wanted  # a new collection: built so
     assert index.tune_search() == []
     index._collection().config.update(vector_config=[  # as a collection built before it: Weaviate's defaults
