@@ -33,6 +33,11 @@ _RETURN_PROPERTIES = [
 ]
 # The keyword fields of each tokenization: English text under the word tokenizer, Korean under the Korean one.
 KEYWORD_FIELDS = {"en": ["title_en^2", "body_en"], "ko": ["title_ko^2", "body_ko"]}
+# A query without Hangul searches Korean chunks' bodies through their Latin words only: the Korean tokenizer cuts
+# an English query into pieces that match everywhere, which cost 18.6 of a search's ~50 ms at 50,000 entries
+# (5-10 ms this way) and ranked no better on dev.jsonl (docs/benchmarks.md).
+LATIN_QUERY_FIELDS = {**KEYWORD_FIELDS, "ko": ["title_ko", "latin_ko"]}
+_HANGUL = re.compile(r"[\uac00-\ud7a3\u3131-\u318e]")
 # One HNSW graph per language, not one graph searched with a language filter: a Korean question's neighbourhood in
 # a shared graph is Korean, and finding English chunks from there took 86 ms median, 357 ms worst at 50,000
 # entries (5 ms in a graph of their own).
@@ -343,12 +348,13 @@ class KnowledgeIndex:
     def keyword_search(self, query: str, *, fields: str, limit: int, vector: np.ndarray | None = None,
                        collection: str | None = None, include_vector: bool = False,
                        ranking_only: bool = False) -> list[IndexHit]:
-        """BM25 over the keyword fields of one tokenization (``en`` or ``ko``, see KEYWORD_FIELDS); with a
-        query vector, each hit also carries its cosine similarity to it (``include_vector``: the stored vectors
-        only, for a caller whose query vector is not ready yet). ``ranking_only``: ids and language only."""
+        """BM25 over the keyword fields of one tokenization (``en`` or ``ko``; KEYWORD_FIELDS, or
+        LATIN_QUERY_FIELDS for a query without Hangul); with a query vector, each hit also carries its cosine
+        similarity to it (``include_vector``: the stored vectors only, for a caller whose query vector is not ready
+        yet). ``ranking_only``: ids and language only."""
         response = self._collection(collection).query.bm25(
             query=query,
-            query_properties=KEYWORD_FIELDS[fields],
+            query_properties=(KEYWORD_FIELDS if _HANGUL.search(query) else LATIN_QUERY_FIELDS)[fields],
             limit=limit,
             return_metadata=MetadataQuery(score=True),
             return_properties=_RANKING_PROPERTIES if ranking_only else _RETURN_PROPERTIES,

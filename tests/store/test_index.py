@@ -393,3 +393,15 @@ def test_an_entry_vector_rides_on_the_entrys_first_chunk(corpus_service: Knowled
                                language="en")
     assert found[0].entry_id == entry and len({h.entry_id for h in found}) == len(found)
     assert {h.language for h in found} == {"en"} and {h.chunk_no for h in found} == {0}
+
+
+def test_a_query_without_hangul_reaches_korean_bodies_by_their_latin_words_only(
+        corpus_service: KnowledgeService) -> None:
+    # The Korean tokenizer cuts an unknown Latin word into pieces that match Korean text everywhere; a query
+    # without Hangul searches Korean bodies through their word-tokenized Latin words instead.
+    def korean_list(query: str) -> set[str]:
+        return {hit.source_ref for hit in corpus_service.index.keyword_search(query, fields="ko", limit=20)}
+
+    assert korean_list("kubeadm") == {SUBSET[6]}
+    assert korean_list("wireguard") == set()
+    assert SUBSET[7] in korean_list("kubelet 디스크 축출")  # with Hangul: the Korean tokenizer, as before
