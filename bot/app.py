@@ -11,6 +11,7 @@ from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 
 from bot.config import Settings
+from bot.lazy_work import AcksFirstExecutor
 from bot.metrics import Timer
 from bot.scheduler import KbScheduler
 from bot.services import KnowledgeService
@@ -46,8 +47,9 @@ def create_app(settings: Settings, service: KnowledgeService, *, client: WebClie
         # the ack every 10 ms: 13.6 ms per ack instead of 3.4 (benchmarks/speed.py), and under a burst (an
         # incident: 50 people at once) acks used to queue behind answers on the one executor.
         process_before_response=True,
-        listener_executor=lazy_executor or ThreadPoolExecutor(max_workers=LAZY_WORKERS,
-                                                              thread_name_prefix="kb-work"),
+        # Lazy work waits for a burst's acks (bot/lazy_work.py).
+        listener_executor=lazy_executor or AcksFirstExecutor(
+            ThreadPoolExecutor(max_workers=LAZY_WORKERS, thread_name_prefix="kb-work")),
     )
 
     @app.middleware

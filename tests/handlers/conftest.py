@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +40,9 @@ def fake_slack() -> Iterator[FakeSlackApi]:
         yield fake
 
 
-def serve(settings: Settings, fake: FakeSlackApi) -> Iterator[RunningApp]:
+def serve(settings: Settings, fake: FakeSlackApi, *, lazy_executor: Executor | None = None) -> Iterator[RunningApp]:
     service = build_service(settings)
-    http_app = create_http_app(create_app(settings, service), service)
+    http_app = create_http_app(create_app(settings, service, lazy_executor=lazy_executor), service)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(http_app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -6,6 +6,7 @@ import json
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
 from sqlmodel import func, select
 
+from bot.lazy_work import AcksFirstExecutor
 from handlers import ids
 from handlers.errors import SLACK_UNREACHABLE, SlackApiGate
 from store.models import AuditLog, Decision, Proposal
@@ -280,6 +282,26 @@ def test_bad_requests_get_clear_answers(running: RunningApp) -> None:
     assert post(running.url, forged, SECRET).status_code == 200
     assert "did not make" in running.fake.wait_for("response_url:forged")[-1].args["text"]
     assert running.fake.calls_to("response_url:x") == []
+
+
+def test_asks_in_a_burst_are_all_acknowledged_before_any_answer_work_starts(
+        tmp_path: Path, weaviate_target: WeaviateTarget, fake_slack: FakeSlackApi) -> None:
+    # Slack drops requests not acknowledged within 3 s; answers may take longer, so they wait for the burst.
+    # Here the asks come 100 ms apart (each answer alone takes less), with a quiet interval of 1 s.
+    settings = app_settings(tmp_path, f"sqlite:///{tmp_path / 'kb.sqlite3'}", weaviate_target, fake_slack)
+    executor = AcksFirstExecutor(ThreadPoolExecutor(max_workers=4), quiet=1.0, max_hold=10.0)
+    burst = [f"burst-{n}" for n in range(5)]
+    for app in serve(settings, fake_slack, lazy_executor=executor):
+        command(app, "ask warm up the index connection", reply="warm-up")
+        acked_at = []
+        for key in burst:
+            body = slash_command(f"ask how do I drain a node {key}", response_url=app.fake.response_url(key))
+            assert post(app.url, body, SECRET).status_code == 200
+            acked_at.append(time.monotonic())
+            time.sleep(0.1)
+        answers = [app.fake.wait_for(f"response_url:{key}", timeout=60)[-1] for key in burst]
+    assert all("I don't know" in all_text(answer.args["blocks"]) for answer in answers)
+    assert min(answer.received_at for answer in answers) > max(acked_at)
 
 
 def test_healthz(running: RunningApp) -> None:
