@@ -52,8 +52,11 @@ def test_a_steady_stream_cannot_hold_work_back_past_max_hold() -> None:
 
 
 def test_results_and_errors_come_back_through_the_future() -> None:
+    def add(a: int, b: int = 0) -> int:
+        return a + b
+
     executor = AcksFirstExecutor(ThreadPoolExecutor(max_workers=1), quiet=0.01)
-    assert executor.submit(lambda a, b=0: a + b, 2, b=3).result(timeout=10) == 5
+    assert executor.submit(add, 2, b=3).result(timeout=10) == 5
     failing = executor.submit(lambda: 1 / 0)
     executor.shutdown()
     assert isinstance(failing.exception(timeout=10), ZeroDivisionError)
