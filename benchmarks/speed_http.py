@@ -11,6 +11,7 @@ answers are extractive, so the answer time is retrieval plus formatting.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import subprocess
@@ -18,7 +19,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -178,11 +180,24 @@ def _record(run: AckRun, fake: TimedSlackApi, sent: Mapping[str, tuple[float, fl
         run.drains_s.append(max(arrivals.values()) - min(started for started, _, _ in sent.values()))
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage collection in the load generator while it times requests: after the speed run's searches its
+    heap is large, and one full collection (177 ms, measured with ``gc.callbacks``) in the middle of a wave was
+    timed as the bot's: a whole wave at ~230 ms, every run, while the bot itself used 30 ms of CPU in it."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def sequential(url: str, fake: TimedSlackApi, questions: list[str], requests: int, *, prefix: str = "seq",
                answer_timeout: float = 120.0) -> AckRun:
     """One request at a time, each sent once the previous one's answer is in: the ack with nothing else running."""
     run = AckRun()
-    with httpx.Client(trust_env=False, timeout=30.0) as client:
+    with httpx.Client(trust_env=False, timeout=30.0) as client, collector_paused():
         for n in range(requests):
             key = f"{prefix}{n}"
             body, headers = _signed(fake, key, questions[n % len(questions)], n)
@@ -218,7 +233,8 @@ def concurrent(url: str, fake: TimedSlackApi, questions: list[str], *, concurren
             key = f"wave{wave}-{i}"
             body, headers = _signed(fake, key, questions[n % len(questions)], n)
             prepared.append((key, body, headers))
-        sent = asyncio.run(_wave(url, prepared))
+        with collector_paused():
+            sent = asyncio.run(_wave(url, prepared))
         _record(run, fake, sent, answer_timeout)
     return run
 

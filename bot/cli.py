@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from bot import logs, render
 from bot.config import Settings
+from bot.heap import freeze_loaded_objects
 from bot.services import KnowledgeService
 from bot.wiring import build_service
 from store.errors import KbError
@@ -418,6 +419,7 @@ def serve(ctx: click.Context, port: int, host: str, actor: str) -> None:
         bolt_app = create_app(settings, service)
         scheduler = start_scheduler(settings, service, bolt_app)
         service.search_workers = _start_search_workers(settings, service)
+        freeze_loaded_objects()  # after the index connection and the imports the first requests would make
         try:
             if settings.slack_app_token is not None:
                 from slack_bolt.adapter.socket_mode import SocketModeHandler

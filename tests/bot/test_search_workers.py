@@ -3,6 +3,7 @@ the bot's own search when the workers fail. Real embedded Weaviate, real model."
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -134,3 +135,14 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def _heap() -> tuple[int, int]:
+    """(objects frozen out of the collector's view, objects a full collection still walks)"""
+    return gc.get_freeze_count(), len(gc.get_objects())
+
+
+def test_a_warm_worker_keeps_full_collections_short(workers: SearchWorkers) -> None:
+    assert all(f.result(timeout=300) for f in workers.warm_up())
+    frozen, walked = workers._executor.submit(_heap).result()
+    assert frozen > 100_000 and walked < frozen / 5
