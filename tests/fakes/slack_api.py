@@ -105,7 +105,7 @@ class Call:
     args: dict[str, Any]
     headers: dict[str, str]
     body: bytes = field(default=b"", repr=False, compare=False)
-    received_at: float = field(default_factory=time.monotonic, repr=False, compare=False)  # time.monotonic()
+    received_at: float = field(default_factory=time.monotonic, repr=False, compare=False)
 
     @property
     def token(self) -> str | None:
