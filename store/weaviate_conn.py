@@ -6,6 +6,7 @@ import hashlib
 import os
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ EMBEDDED_ENV = {
     # after a write keeps a bulk import's keyword side right within seconds, not at the next restart.
     "PERSISTENCE_MEMTABLES_FLUSH_DIRTY_AFTER_SECONDS": "2",
 }
+
+
+PORT_SETTLE_SECONDS = 30.0  # a stopping embedded server releases its ports within seconds
 
 
 @dataclass(frozen=True)
@@ -115,8 +119,25 @@ def _connect_cluster(target: WeaviateTarget, config: AdditionalConfig) -> Weavia
     )
 
 
+def _ports_settled(target: WeaviateTarget, timeout: float) -> bool:
+    """Wait while only one of the server's two ports answers (a server still starting, or still stopping: a bot
+    restarted at once used to fail after 30 s with "did not start listening"); true if both answer, false if none."""
+    deadline = time.monotonic() + timeout
+    while True:
+        http, grpc = _listening(target.port), _listening(target.grpc_port)
+        if http == grpc:
+            return http
+        if time.monotonic() >= deadline:
+            busy = target.grpc_port if grpc else target.port
+            raise IndexUnavailable(
+                f"Port {busy} is taken by another process, so the embedded Weaviate (ports {target.port} and "
+                f"{target.grpc_port}) cannot start. Stop that process, or choose free ports with KB_WEAVIATE_PORT "
+                "and KB_WEAVIATE_GRPC_PORT.")
+        time.sleep(0.2)
+
+
 def _connect_embedded(target: WeaviateTarget, config: AdditionalConfig, *, start: bool) -> WeaviateClient:
-    if _listening(target.port) and _listening(target.grpc_port):
+    if _ports_settled(target, PORT_SETTLE_SECONDS):
         # Another kb process (the bot, say) already runs the embedded server on this data dir: share it.
         return weaviate.connect_to_local(port=target.port, grpc_port=target.grpc_port, additional_config=config)
     if not start:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +22,8 @@ from weaviate.exceptions import WeaviateBaseError
 from bot.config import Settings
 from bot.services import KnowledgeService
 from bot.wiring import build_service, open_index
+from store import weaviate_conn
+from store.errors import IndexUnavailable
 from store.index import (
     SCHEMA_VERSION,
     VECTOR_SPACES,
@@ -230,6 +236,39 @@ def test_embedded_server_runs_the_configured_version(weaviate_target: WeaviateTa
         assert client.get_meta()["version"] == weaviate_target.version
     finally:
         client.close()
+
+
+def _hold_port(port: int) -> socket.socket:
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen()
+    return listener
+
+
+def test_a_server_still_stopping_is_waited_for_then_a_new_one_starts(weaviate_target: WeaviateTarget,
+                                                                     tmp_path: Path) -> None:
+    # A bot restarted at once: the old server has released its HTTP port but not yet its gRPC port.
+    target = replace(weaviate_target, data_dir=tmp_path, port=free_port(), grpc_port=free_port())
+    stopping = _hold_port(target.grpc_port)
+    threading.Timer(1.5, stopping.close).start()
+    started = time.monotonic()
+    client = connect(target)
+    try:
+        assert client.is_ready() and time.monotonic() - started >= 1.5
+        assert (tmp_path / "weaviate").is_dir()  # its own server, on its own data dir
+    finally:
+        client.close()
+
+
+def test_a_port_held_by_another_program_gets_a_clear_message(weaviate_target: WeaviateTarget, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(weaviate_conn, "PORT_SETTLE_SECONDS", 0.5)
+    target = replace(weaviate_target, data_dir=tmp_path, port=free_port(), grpc_port=free_port())
+    with _hold_port(target.port), pytest.raises(IndexUnavailable) as raised:
+        connect(target)
+    assert f"Port {target.port} is taken by another process" in str(raised.value)
+    assert "KB_WEAVIATE_PORT" in str(raised.value)
 
 
 def test_unknown_terms_are_the_names_no_chunk_mentions(corpus_service: KnowledgeService) -> None:
