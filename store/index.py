@@ -24,8 +24,9 @@ from weaviate.collections import Collection
 from store.errors import IndexUnavailable
 
 # 2: keyword title fields also hold the title with identifiers split into words; 3: latin_ko; 4: one vector space
-# (HNSW graph) per language; 5: entry vectors
-SCHEMA_VERSION = 5
+# (HNSW graph) per language; 5: entry vectors; 6: rebuilt once so that BM25 runs by WAND, not BlockMax-WAND (set by
+# the server: USE_INVERTED_SEARCHABLE, see store/weaviate_conn.py)
+SCHEMA_VERSION = 6
 _UUID_NAMESPACE = uuid.UUID("8f4d7a52-44c1-4c8e-9f0b-6f1f2b0a9e11")
 _RANKING_PROPERTIES = ["entry_id", "version", "chunk_no", "language"]  # enough to rank; the rest fetched for few
 _RETURN_PROPERTIES = [

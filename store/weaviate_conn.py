@@ -34,6 +34,11 @@ EMBEDDED_ENV = {
     # in weaviate/weaviate#11780, after the newest release the Go proxy serves here): flushing memtables soon
     # after a write keeps a bulk import's keyword side right within seconds, not at the next restart.
     "PERSISTENCE_MEMTABLES_FLUSH_DIRTY_AFTER_SECONDS": "2",
+    # BM25 by WAND over map postings, not BlockMax-WAND: in 1.35.2 BlockMax scores go wrong once a delete reaches a
+    # flushed segment, and stay wrong across restarts until the collection is rebuilt (deprecating 3 runbooks took
+    # dev.jsonl recall@5 from 0.738 to 0.606; WAND: 0.729 before and after, docs/benchmarks.md). Every update and
+    # deprecation deletes chunks. Applies to collections created by this server (index schema 6 rebuilds older ones).
+    "USE_INVERTED_SEARCHABLE": "false",
 }
 
 
