@@ -411,8 +411,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--plot", type=Path, metavar="PATH.png", help="draw retrieval latency against index size")
     parser.add_argument("--ack-only", action="store_true",
                         help="only the acks, once Weaviate is quiet: no import, rebuild, search or scale run before "
-                        "them (the full run shows a slow wave after its rebuild, cause not found; docs/benchmarks.md); "
-                        "an index is built first only when the store and the index differ")
+                        "them; an index is built first only when the store and the index differ")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: a smoke test")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args(argv)

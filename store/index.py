@@ -22,6 +22,7 @@ from weaviate.client import WeaviateClient
 from weaviate.collections import Collection
 
 from store.errors import IndexUnavailable
+from store.text import has_hangul
 
 # 2: keyword title fields also hold the title with identifiers split into words; 3: latin_ko; 4: one vector space
 # (HNSW graph) per language; 5: entry vectors; 6: rebuilt once so that BM25 runs by WAND, not BlockMax-WAND (set by
@@ -38,7 +39,6 @@ KEYWORD_FIELDS = {"en": ["title_en^2", "body_en"], "ko": ["title_ko^2", "body_ko
 # an English query into pieces that match everywhere, which cost 18.6 of a search's ~50 ms at 50,000 entries
 # (5-10 ms this way) and ranked no better on dev.jsonl (docs/benchmarks.md).
 LATIN_QUERY_FIELDS = {**KEYWORD_FIELDS, "ko": ["title_ko", "latin_ko"]}
-_HANGUL = re.compile(r"[\uac00-\ud7a3\u3131-\u318e]")
 # One HNSW graph per language, not one graph searched with a language filter: a Korean question's neighbourhood in
 # a shared graph is Korean, and finding English chunks from there took 86 ms median, 357 ms worst at 50,000
 # entries (5 ms in a graph of their own).
@@ -355,7 +355,7 @@ class KnowledgeIndex:
         yet). ``ranking_only``: ids and language only."""
         response = self._collection(collection).query.bm25(
             query=query,
-            query_properties=(KEYWORD_FIELDS if _HANGUL.search(query) else LATIN_QUERY_FIELDS)[fields],
+            query_properties=(KEYWORD_FIELDS if has_hangul(query) else LATIN_QUERY_FIELDS)[fields],
             limit=limit,
             return_metadata=MetadataQuery(score=True),
             return_properties=_RANKING_PROPERTIES if ranking_only else _RETURN_PROPERTIES,

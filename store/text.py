@@ -16,6 +16,10 @@ def hangul_ratio(text: str) -> float:
     return len(_HANGUL.findall(text)) / letters
 
 
+def has_hangul(text: str) -> bool:
+    return _HANGUL.search(text) is not None
+
+
 def detect_language(text: str) -> str:
     """'ko' when a noticeable share of the letters are Hangul (Korean prose mixes in English terms)."""
     return "ko" if hangul_ratio(text) >= 0.2 else "en"
