@@ -22,7 +22,7 @@ from weaviate.client import WeaviateClient
 from weaviate.collections import Collection
 
 from store.errors import IndexUnavailable
-from store.text import has_hangul
+from store.text import has_hangul, korean_keywords
 
 # 2: keyword title fields also hold the title with identifiers split into words; 3: latin_ko; 4: one vector space
 # (HNSW graph) per language; 5: entry vectors; 6: rebuilt once so that BM25 runs by WAND, not BlockMax-WAND (set by
@@ -35,10 +35,10 @@ _RETURN_PROPERTIES = [
 ]
 # The keyword fields of each tokenization: English text under the word tokenizer, Korean under the Korean one.
 KEYWORD_FIELDS = {"en": ["title_en^2", "body_en"], "ko": ["title_ko^2", "body_ko"]}
-# A query without Hangul searches Korean chunks' bodies through their Latin words only: the Korean tokenizer cuts
-# an English query into pieces that match everywhere, which cost 18.6 of a search's ~50 ms at 50,000 entries
-# (5-10 ms this way) and ranked no better on dev.jsonl (docs/benchmarks.md).
-LATIN_QUERY_FIELDS = {**KEYWORD_FIELDS, "ko": ["title_ko", "latin_ko"]}
+# A query without Hangul searches Korean chunks through their Latin words only (title included): the Korean tokenizer
+# cuts an English word into pieces that match Korean text everywhere (`pressure` found the title `리스(Lease)`),
+# which cost 18.6 of a search's ~50 ms at 50,000 entries and ranked no better on dev.jsonl (docs/benchmarks.md).
+LATIN_QUERY_FIELDS = {**KEYWORD_FIELDS, "ko": ["latin_ko"]}
 # One HNSW graph per language, not one graph searched with a language filter: a Korean question's neighbourhood in
 # a shared graph is Korean, and finding English chunks from there took 86 ms median, 357 ms worst at 50,000
 # entries (5 ms in a graph of their own).
@@ -350,12 +350,14 @@ class KnowledgeIndex:
                        collection: str | None = None, include_vector: bool = False,
                        ranking_only: bool = False) -> list[IndexHit]:
         """BM25 over the keyword fields of one tokenization (``en`` or ``ko``; KEYWORD_FIELDS, or
-        LATIN_QUERY_FIELDS for a query without Hangul); with a query vector, each hit also carries its cosine
+        LATIN_QUERY_FIELDS for a query without Hangul; the Korean fields get a Korean query's content words only,
+        see ``korean_keywords``); with a query vector, each hit also carries its cosine
         similarity to it (``include_vector``: the stored vectors only, for a caller whose query vector is not ready
         yet). ``ranking_only``: ids and language only."""
+        hangul = has_hangul(query)
         response = self._collection(collection).query.bm25(
-            query=query,
-            query_properties=(KEYWORD_FIELDS if has_hangul(query) else LATIN_QUERY_FIELDS)[fields],
+            query=korean_keywords(query) if hangul and fields == "ko" else query,
+            query_properties=(KEYWORD_FIELDS if hangul else LATIN_QUERY_FIELDS)[fields],
             limit=limit,
             return_metadata=MetadataQuery(score=True),
             return_properties=_RANKING_PROPERTIES if ranking_only else _RETURN_PROPERTIES,

@@ -435,16 +435,28 @@ def test_an_entry_vector_rides_on_the_entrys_first_chunk(corpus_service: Knowled
     assert {h.language for h in found} == {"en"} and {h.chunk_no for h in found} == {0}
 
 
-def test_a_query_without_hangul_reaches_korean_bodies_by_their_latin_words_only(
+def test_a_query_without_hangul_reaches_korean_chunks_by_their_latin_words_only(
         corpus_service: KnowledgeService) -> None:
     # The Korean tokenizer cuts an unknown Latin word into pieces that match Korean text everywhere; a query
-    # without Hangul searches Korean bodies through their word-tokenized Latin words instead.
+    # without Hangul searches Korean chunks, titles included, through their word-tokenized Latin words instead.
     def korean_list(query: str) -> set[str]:
         return {hit.source_ref for hit in corpus_service.index.keyword_search(query, fields="ko", limit=20)}
 
     assert korean_list("kubeadm") == {SUBSET[6]}
     assert korean_list("wireguard") == set()
+    # Through the Korean tokenizer `adm` matched the title `kubeadm을 사용한 인증서 관리`.
+    assert korean_list("adm") == set()
     assert SUBSET[7] in korean_list("kubelet 디스크 축출")  # with Hangul: the Korean tokenizer, as before
+
+
+def test_a_korean_question_reaches_korean_pages_by_its_content_words_only(corpus_service: KnowledgeService) -> None:
+    # Particles, endings and punctuation occur in every Korean page: a question sharing nothing else with them
+    # finds nothing (the Korean keyword list searches the question's nouns, not its particles).
+    def korean_list(query: str) -> list[str]:
+        return [hit.source_ref for hit in corpus_service.index.keyword_search(query, fields="ko", limit=20)]
+
+    assert korean_list("펭귄이 얼음을 어떻게 먹나요?") == []
+    assert korean_list("kubeadm으로 만든 인증서는 언제 만료되나요?")[0] == SUBSET[6]
 
 
 def test_keyword_scores_after_a_delete_match_a_rebuilt_index(weaviate_target: WeaviateTarget) -> None:
