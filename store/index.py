@@ -6,10 +6,12 @@ schema change (a tokenizer, say) never needs an in-place migration.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -64,6 +66,9 @@ LANGUAGE_SPACES_SCHEMA = 4  # the first schema with VECTOR_SPACES
 ENTRY_SPACES_SCHEMA = 5
 CENTROID_SAMPLE = 2000
 COUNTS_MAX_AGE = 10.0  # seconds; writes through this object forget the counts at once
+# Counts older than COUNTS_MAX_AGE are read again here, behind the search that found them old (3 s at 300k chunks).
+_COUNT_REFRESH = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-index-counts")
+log = logging.getLogger(__name__)
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _LATIN = re.compile(r"[A-Za-z][A-Za-z0-9]+")
 # Where a term counts as mentioned by the index: the word-tokenized fields. (The Korean tokenizer splits an
@@ -169,6 +174,8 @@ class KnowledgeIndex:
         self.korean_tokenizer = Tokenization(korean_tokenizer)
         self._profiles: dict[tuple[str, str, int], LanguageProfile] = {}
         self._counts: dict[str, tuple[float, dict[str, int]]] = {}
+        self._counts_generation = 0  # one more on every write through this object: older readings are not kept
+        self._refreshing: dict[str, Future[None]] = {}
 
     # --- schema and alias -------------------------------------------------------------------------
     def ensure(self) -> str:
@@ -281,21 +288,30 @@ class KnowledgeIndex:
             target.data.delete_many(where=Filter.by_id().contains_any(stale[start : start + 1000]))
 
     def write_chunks(self, chunks: Iterable[ChunkRecord], *, collection: str | None = None) -> None:
-        self._counts.clear()
         name = collection or self.ensure()
         target = self._collection(name)
         schema = self._schema(name)
         objects = [DataObject(properties=c.properties(), uuid=c.uuid, vector=_vectors_to_store(c, schema))
                    for c in chunks]
-        for start in range(0, len(objects), 500):
-            result = target.data.insert_many(objects[start : start + 500])
-            if result.has_errors:
-                first = next(iter(result.errors.values()))
-                raise IndexUnavailable(f"Weaviate refused {len(result.errors)} chunk(s): {first.message}")
+        try:
+            for start in range(0, len(objects), 500):
+                result = target.data.insert_many(objects[start : start + 500])
+                if result.has_errors:
+                    first = next(iter(result.errors.values()))
+                    raise IndexUnavailable(f"Weaviate refused {len(result.errors)} chunk(s): {first.message}")
+        finally:
+            self._forget_counts()
 
     def delete_entry(self, entry_id: int, *, collection: str | None = None) -> None:
+        try:
+            self._collection(collection).data.delete_many(where=Filter.by_property("entry_id").equal(entry_id))
+        finally:
+            self._forget_counts()
+
+    def _forget_counts(self) -> None:
+        """After a write through this object the next search reads the counts again, and waits for them."""
+        self._counts_generation += 1
         self._counts.clear()
-        self._collection(collection).data.delete_many(where=Filter.by_property("entry_id").equal(entry_id))
 
     # --- reads ------------------------------------------------------------------------------------
     def vector_search(self, vector: np.ndarray, *, limit: int, language: str | None = None,
@@ -397,19 +413,36 @@ class KnowledgeIndex:
                                          return_properties=[]).objects]
 
     def language_counts(self, *, collection: str | None = None, max_age: float = COUNTS_MAX_AGE) -> dict[str, int]:
-        """How many chunks the index holds in each language; remembered for ``max_age`` seconds, since the
-        aggregation grows with the index (2.4 s at 300k chunks) and retrieval asks on every search."""
+        """How many chunks the index holds in each language. Retrieval asks on every search, and the aggregation
+        grows with the index (3 s at 300k chunks), so a search gets the counts last read: read at once the first
+        time and after a write through this object, otherwise read again in the background once they are
+        ``max_age`` seconds old (other processes' writes show within about that)."""
         name = collection or self.ensure()
         cached = self._counts.get(name)
-        if cached is not None and time.monotonic() - cached[0] < max_age:
-            return cached[1]
+        if cached is None:
+            return self._count_languages(name, self._counts_generation)
+        read_at, counts = cached
+        if time.monotonic() - read_at >= max_age and name not in self._refreshing:
+            self._refreshing[name] = _COUNT_REFRESH.submit(self._refresh_counts, name)
+        return counts
+
+    def _count_languages(self, name: str, generation: int) -> dict[str, int]:
         result = self._collection(name).aggregate.over_all(
             group_by=GroupByAggregate(prop="language"), total_count=True
         )
         counts = {str(group.grouped_by.value): int(group.total_count or 0) for group in result.groups
                   if group.total_count}
-        self._counts[name] = (time.monotonic(), counts)
+        if generation == self._counts_generation:  # no write through this object since the reading began
+            self._counts[name] = (time.monotonic(), counts)
         return counts
+
+    def _refresh_counts(self, name: str) -> None:
+        try:
+            self._count_languages(name, self._counts_generation)
+        except Exception as exc:  # the last counts stay; the next search past max_age tries again
+            log.warning("language counts of %s not refreshed (%s); searching with the last ones", name, exc)
+        finally:
+            del self._refreshing[name]
 
     def language_centroids(self, *, collection: str | None = None) -> dict[str, np.ndarray]:
         """The mean chunk vector of each language (see ``language_profiles``)."""

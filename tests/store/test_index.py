@@ -459,6 +459,41 @@ def test_a_korean_question_reaches_korean_pages_by_its_content_words_only(corpus
     assert korean_list("kubeadm으로 만든 인증서는 언제 만료되나요?")[0] == SUBSET[6]
 
 
+def test_old_language_counts_are_read_again_behind_the_search_not_by_it(weaviate_target: WeaviateTarget) -> None:
+    # The counts' aggregation takes seconds at 300,000 chunks: a search past their age must not wait for it.
+    def chunk(entry_id: int, language: str) -> ChunkRecord:
+        return ChunkRecord(entry_id=entry_id, version=1, chunk_no=0, title=f"note {entry_id}", heading_path=[],
+                           text="vent the zorbulator", language=language, tags=[], source_ref=None,
+                           content_hash=str(entry_id))
+
+    client = connect(weaviate_target)
+    index = KnowledgeIndex(client, alias=f"Counts{uuid.uuid4().hex[:8]}")
+    live = index.create_collection()
+    try:
+        index.write_chunks([chunk(1, "en")], collection=live)
+        assert index.language_counts(collection=live) == {"en": 1}  # read at once after its own write
+        KnowledgeIndex(client, alias=index.alias).write_chunks([chunk(2, "ko")], collection=live)  # another process
+        reading = threading.Event()
+        count_languages = index._count_languages
+
+        def held(name: str, generation: int) -> dict[str, int]:
+            reading.wait(timeout=30)
+            return count_languages(name, generation)
+
+        index._count_languages = held  # type: ignore[method-assign]
+        started = time.perf_counter()
+        assert index.language_counts(collection=live, max_age=0) == {"en": 1}  # the last counts, at once
+        assert time.perf_counter() - started < 1.0
+        reading.set()
+        deadline = time.monotonic() + 10
+        while index.language_counts(collection=live) != {"en": 1, "ko": 1} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert index.language_counts(collection=live) == {"en": 1, "ko": 1}  # refreshed behind it
+    finally:
+        client.collections.delete(live)
+        client.close()
+
+
 def test_keyword_scores_after_a_delete_match_a_rebuilt_index(weaviate_target: WeaviateTarget) -> None:
     # Weaviate 1.35's BlockMax-WAND scored BM25 wrongly once a delete reached a flushed segment, until the collection
     # was rebuilt (deprecating 3 runbooks took dev.jsonl recall@5 from 0.74 to 0.61; here its scores are 2.4% off).
