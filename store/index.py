@@ -66,7 +66,7 @@ LANGUAGE_SPACES_SCHEMA = 4  # the first schema with VECTOR_SPACES
 ENTRY_SPACES_SCHEMA = 5
 CENTROID_SAMPLE = 2000
 COUNTS_MAX_AGE = 10.0  # seconds; writes through this object forget the counts at once
-# Counts older than COUNTS_MAX_AGE are read again here, behind the search that found them old (3 s at 300k chunks).
+# Counts older than COUNTS_MAX_AGE are checked here, behind the search that found them old (3 s at 300k chunks).
 _COUNT_REFRESH = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-index-counts")
 log = logging.getLogger(__name__)
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
@@ -415,15 +415,15 @@ class KnowledgeIndex:
     def language_counts(self, *, collection: str | None = None, max_age: float = COUNTS_MAX_AGE) -> dict[str, int]:
         """How many chunks the index holds in each language. Retrieval asks on every search, and the aggregation
         grows with the index (3 s at 300k chunks), so a search gets the counts last read: read at once the first
-        time and after a write through this object, otherwise read again in the background once they are
-        ``max_age`` seconds old (other processes' writes show within about that)."""
+        time and after a write through this object; once they are ``max_age`` seconds old, read again in the
+        background if the collection's size changed (other processes' writes show within about that)."""
         name = collection or self.ensure()
         cached = self._counts.get(name)
         if cached is None:
             return self._count_languages(name, self._counts_generation)
         read_at, counts = cached
         if time.monotonic() - read_at >= max_age and name not in self._refreshing:
-            self._refreshing[name] = _COUNT_REFRESH.submit(self._refresh_counts, name)
+            self._refreshing[name] = _COUNT_REFRESH.submit(self._refresh_counts, name, counts)
         return counts
 
     def _count_languages(self, name: str, generation: int) -> dict[str, int]:
@@ -432,13 +432,22 @@ class KnowledgeIndex:
         )
         counts = {str(group.grouped_by.value): int(group.total_count or 0) for group in result.groups
                   if group.total_count}
-        if generation == self._counts_generation:  # no write through this object since the reading began
-            self._counts[name] = (time.monotonic(), counts)
+        self._keep_counts(name, generation, counts)
         return counts
 
-    def _refresh_counts(self, name: str) -> None:
+    def _keep_counts(self, name: str, generation: int, counts: dict[str, int]) -> None:
+        if generation == self._counts_generation:  # no write through this object since the reading began
+            self._counts[name] = (time.monotonic(), counts)
+
+    def _refresh_counts(self, name: str, last: dict[str, int]) -> None:
+        """The counts again, but only when the collection's size changed: the total is a lookup (~1 ms), the
+        counts by language an aggregation that takes the server's core for seconds at scale."""
+        generation = self._counts_generation
         try:
-            self._count_languages(name, self._counts_generation)
+            if self.count(collection=name) == sum(last.values()):
+                self._keep_counts(name, generation, last)
+            else:
+                self._count_languages(name, generation)
         except Exception as exc:  # the last counts stay; the next search past max_age tries again
             log.warning("language counts of %s not refreshed (%s); searching with the last ones", name, exc)
         finally:

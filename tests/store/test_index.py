@@ -473,22 +473,29 @@ def test_old_language_counts_are_read_again_behind_the_search_not_by_it(weaviate
         index.write_chunks([chunk(1, "en")], collection=live)
         assert index.language_counts(collection=live) == {"en": 1}  # read at once after its own write
         KnowledgeIndex(client, alias=index.alias).write_chunks([chunk(2, "ko")], collection=live)  # another process
-        reading = threading.Event()
+        reading, aggregations = threading.Event(), []
         count_languages = index._count_languages
 
         def held(name: str, generation: int) -> dict[str, int]:
+            aggregations.append(name)
             reading.wait(timeout=30)
             return count_languages(name, generation)
+
+        def refreshed() -> None:
+            deadline = time.monotonic() + 10
+            while live in index._refreshing and time.monotonic() < deadline:
+                time.sleep(0.05)
 
         index._count_languages = held  # type: ignore[method-assign]
         started = time.perf_counter()
         assert index.language_counts(collection=live, max_age=0) == {"en": 1}  # the last counts, at once
         assert time.perf_counter() - started < 1.0
         reading.set()
-        deadline = time.monotonic() + 10
-        while index.language_counts(collection=live) != {"en": 1, "ko": 1} and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert index.language_counts(collection=live) == {"en": 1, "ko": 1}  # refreshed behind it
+        refreshed()
+        assert index.language_counts(collection=live) == {"en": 1, "ko": 1}  # read again behind it
+        index.language_counts(collection=live, max_age=0)
+        refreshed()
+        assert len(aggregations) == 1  # old again, but the same size: no second aggregation
     finally:
         client.collections.delete(live)
         client.close()
