@@ -29,7 +29,7 @@ from store.weaviate_conn import connect
 log = logging.getLogger("kb.search")
 
 WORKER_NICENESS = 10  # below the bot's acks, which must answer Slack within 3 s whatever the searches do
-WARM_UP_QUERY = "warm up"
+WARM_UP_QUERY = "warm up 준비"  # Hangul too: the Korean analyser (store/text.py) loads during the warm-up
 PARENT_CHECK_SECONDS = 1.0
 
 _settings: Settings | None = None

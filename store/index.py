@@ -366,13 +366,16 @@ class KnowledgeIndex:
                        collection: str | None = None, include_vector: bool = False,
                        ranking_only: bool = False) -> list[IndexHit]:
         """BM25 over the keyword fields of one tokenization (``en`` or ``ko``; KEYWORD_FIELDS, or
-        LATIN_QUERY_FIELDS for a query without Hangul; the Korean fields get a Korean query's content words only,
-        see ``korean_keywords``); with a query vector, each hit also carries its cosine
+        LATIN_QUERY_FIELDS for a query without Hangul; under ``kagome_kr`` the Korean fields get a Korean query's
+        content words only, see ``korean_keywords``); with a query vector, each hit also carries its cosine
         similarity to it (``include_vector``: the stored vectors only, for a caller whose query vector is not ready
         yet). ``ranking_only``: ids and language only."""
         hangul = has_hangul(query)
+        # Content words only for the morphological tokenizer; the others (`word`, `trigram`) match whole words or
+        # pieces of them, particles included.
+        analysed = hangul and fields == "ko" and self.korean_tokenizer == Tokenization.KAGOME_KR
         response = self._collection(collection).query.bm25(
-            query=korean_keywords(query) if hangul and fields == "ko" else query,
+            query=korean_keywords(query) if analysed else query,
             query_properties=(KEYWORD_FIELDS if hangul else LATIN_QUERY_FIELDS)[fields],
             limit=limit,
             return_metadata=MetadataQuery(score=True),

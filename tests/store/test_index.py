@@ -459,6 +459,24 @@ def test_a_korean_question_reaches_korean_pages_by_its_content_words_only(corpus
     assert korean_list("kubeadm으로 만든 인증서는 언제 만료되나요?")[0] == SUBSET[6]
 
 
+def test_a_korean_question_is_searched_whole_under_a_tokenizer_that_keeps_particles(
+        weaviate_target: WeaviateTarget) -> None:
+    # Under `word` (KB_KOREAN_TOKENIZER) Korean text is indexed by whole words, particles attached: the content
+    # words alone (`파드`) would match none of them.
+    client = connect(weaviate_target)
+    index = KnowledgeIndex(client, alias=f"Words{uuid.uuid4().hex[:8]}", korean_tokenizer="word")
+    live = index.create_collection()
+    try:
+        index.write_chunks([ChunkRecord(entry_id=1, version=1, chunk_no=0, title="재시작", heading_path=[],
+                                        text="파드가 계속 재시작되면 로그를 본다", language="ko", tags=[],
+                                        source_ref=None, content_hash="1")], collection=live)
+        found = index.keyword_search("파드가 죽어요", fields="ko", limit=5, collection=live)
+        assert [hit.entry_id for hit in found] == [1]
+    finally:
+        client.collections.delete(live)
+        client.close()
+
+
 def test_old_language_counts_are_read_again_behind_the_search_not_by_it(weaviate_target: WeaviateTarget) -> None:
     # The counts' aggregation takes seconds at 300,000 chunks: a search past their age must not wait for it.
     def chunk(entry_id: int, language: str) -> ChunkRecord:
