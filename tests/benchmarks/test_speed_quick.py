@@ -75,6 +75,7 @@ def test_speed_quick_prints_every_figure(tmp_path: Path, weaviate_target: Weavia
         assert {"entries_per_s", "chunks_per_s", "store_seconds", "index_seconds"} <= set(point["import"])
         assert LATENCY | {"p99_ms"} <= set(point["search"])
         assert {"weaviate_idle", "weaviate_peak_search"} <= set(point["memory_mb"])
+        assert point["weaviate_quiet_after_s"] >= 0  # searched once the server was quiet
     assert figures["scale_import_total"]["entries"] == sum(point["import"]["entries"] for point in figures["scale"])
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figures["plot"] == str(plot)
 
