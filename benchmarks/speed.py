@@ -511,8 +511,8 @@ def measure_all(service: KnowledgeService, settings: Settings, args: argparse.Na
         progress(f"scale: {grown['entries']:,} entries in {grown['seconds']} s; searching")
         point: dict[str, Any] = {"entries": active_entries(service), "chunks": service.index.count(),
                                  "import": grown}
-        # Searched once the server is quiet: the background work of an import that size (segment compaction, HNSW
-        # commit logs) took a core for minutes, and its cost is the import's, not every later search's.
+        # Searched once the server is quiet, so that an import's own background work is not timed as search (in
+        # session 7's runs it was quiet 1-3 s after each import; the 50k figure stayed slower than a settled index's).
         point["weaviate_quiet_after_s"] = wait_until_quiet(weaviate_process(settings.weaviate_port), timeout=600)
         idle = sampler.idle_mb(idle_seconds)
         with sampler.window(f"search@{size}"):
