@@ -40,6 +40,7 @@ EMBEDDED_ENV = {
     # deprecation deletes chunks. Applies to collections created by this server (index schema 6 rebuilds older ones).
     "USE_INVERTED_SEARCHABLE": "false",
 }
+NODE_NAME_FILE = "kb-node-name"  # in the server's data directory: the cluster node name its data belongs to
 
 
 PORT_SETTLE_SECONDS = 30.0  # a stopping embedded server releases its ports within seconds
@@ -152,6 +153,7 @@ def _connect_embedded(target: WeaviateTarget, config: AdditionalConfig, *, start
         raise IndexUnavailable(
             f"The Weaviate server binary {binary} is missing. Run `make setup` (scripts/setup.sh) to build it."
         )
+    node = embedded_node_name(target)
     with _child_output_to(target.data_dir / "weaviate.log"):
         return weaviate.connect_to_embedded(
             version=target.version,
@@ -159,6 +161,20 @@ def _connect_embedded(target: WeaviateTarget, config: AdditionalConfig, *, start
             binary_path=str(target.binary_dir),
             port=target.port,
             grpc_port=target.grpc_port,
-            environment_variables=EMBEDDED_ENV,
+            environment_variables={**EMBEDDED_ENV, "CLUSTER_HOSTNAME": node, "RAFT_JOIN": node},
             additional_config=config,
         )
+
+
+def embedded_node_name(target: WeaviateTarget) -> str:
+    """The embedded server's cluster node name, kept with its data. weaviate-client names the node after the HTTP
+    port (`Embedded_at_<port>`), and the data belongs to that node: started on another port, the server waited for
+    its old node and never became ready. The first start records the client's name, so a data directory made before
+    the name was recorded keeps its node."""
+    recorded = target.data_dir / "weaviate" / NODE_NAME_FILE
+    if recorded.exists():
+        return recorded.read_text(encoding="utf-8").strip()
+    name = f"Embedded_at_{target.port}"
+    recorded.parent.mkdir(parents=True, exist_ok=True)
+    recorded.write_text(name + "\n", encoding="utf-8")
+    return name

@@ -134,6 +134,25 @@ def test_outbox_survives_weaviate_being_stopped_and_catches_up(tmp_path: Path, d
         server.close()
 
 
+def test_the_embedded_index_starts_again_on_new_ports(tmp_path: Path, database_url: str) -> None:
+    """KB_WEAVIATE_PORT changed for an existing data directory (the port was taken, say): the server's one-node
+    cluster was named after the old port, and without recovery it never became ready."""
+    first = Settings(data_dir=tmp_path / "data", database_url=database_url,  # type: ignore[call-arg]
+                     weaviate_port=free_port(), weaviate_grpc_port=free_port())
+    service = build_service(first)
+    try:
+        entry = _approve(service, "Sprocket drift", "When sprockets drift, recalibrate the sprocket arm.")
+    finally:
+        service.close()  # stops the embedded server
+
+    moved = first.model_copy(update={"weaviate_port": free_port(), "weaviate_grpc_port": free_port()})
+    service = build_service(moved)
+    try:
+        assert _found(service, "sprocket drift") == [entry]
+    finally:
+        service.close()
+
+
 def test_reindex_rebuilds_from_sql_alone(service: KnowledgeService) -> None:
     first = _approve(service, "Widget queue stuck", "Restart the widget consumer.")
     second = _approve(service, "Widget disk alarm", "Prune old widget snapshots.")
