@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -145,7 +146,13 @@ def _ports_settled(target: WeaviateTarget, timeout: float) -> bool:
 def _connect_embedded(target: WeaviateTarget, config: AdditionalConfig, *, start: bool) -> WeaviateClient:
     if _ports_settled(target, PORT_SETTLE_SECONDS):
         # Another kb process (the bot, say) already runs the embedded server on this data dir: share it.
-        return weaviate.connect_to_local(port=target.port, grpc_port=target.grpc_port, additional_config=config)
+        client = weaviate.connect_to_local(port=target.port, grpc_port=target.grpc_port, additional_config=config)
+        try:
+            _check_same_node(client, target)
+        except IndexUnavailable:
+            client.close()
+            raise
+        return client
     if not start:
         raise IndexUnavailable(f"The embedded Weaviate on port {target.port} is not running yet.")
     binary = embedded_binary_path(target.binary_dir, target.version)
@@ -169,12 +176,31 @@ def _connect_embedded(target: WeaviateTarget, config: AdditionalConfig, *, start
 def embedded_node_name(target: WeaviateTarget) -> str:
     """The embedded server's cluster node name, kept with its data. weaviate-client names the node after the HTTP
     port (`Embedded_at_<port>`), and the data belongs to that node: started on another port, the server waited for
-    its old node and never became ready. The first start records the client's name, so a data directory made before
-    the name was recorded keeps its node."""
-    recorded = target.data_dir / "weaviate" / NODE_NAME_FILE
-    if recorded.exists():
-        return recorded.read_text(encoding="utf-8").strip()
-    name = f"Embedded_at_{target.port}"
-    recorded.parent.mkdir(parents=True, exist_ok=True)
-    recorded.write_text(name + "\n", encoding="utf-8")
+    its old node and never became ready. A new data directory gets a name of its own; one whose server ran before
+    the name was recorded keeps the client's (the port it is started on must then be its old one)."""
+    recorded = _recorded_node_name(target)
+    if recorded is not None:
+        return recorded
+    persistence = target.data_dir / "weaviate"
+    name = f"Embedded_at_{target.port}" if (persistence / "raft").exists() else f"kb-{uuid.uuid4().hex[:12]}"
+    persistence.mkdir(parents=True, exist_ok=True)
+    (persistence / NODE_NAME_FILE).write_text(name + "\n", encoding="utf-8")
     return name
+
+
+def _recorded_node_name(target: WeaviateTarget) -> str | None:
+    recorded = target.data_dir / "weaviate" / NODE_NAME_FILE
+    return recorded.read_text(encoding="utf-8").strip() if recorded.exists() else None
+
+
+def _check_same_node(client: WeaviateClient, target: WeaviateTarget) -> None:
+    """Refuse a server already answering on the ports when it was started for another data directory: sharing it
+    would read and write that directory's index. (A data directory whose server never ran here has no name yet and
+    shares whatever answers.)"""
+    ours = _recorded_node_name(target)
+    running = [node.name for node in client.cluster.nodes()]
+    if ours is not None and ours not in running:
+        raise IndexUnavailable(
+            f"The Weaviate answering on ports {target.port} and {target.grpc_port} belongs to another data directory "
+            f"(its node is {', '.join(running) or 'unknown'}; {target.data_dir}'s is {ours}). Stop the kb that runs "
+            "it, or give this data directory free ports with KB_WEAVIATE_PORT and KB_WEAVIATE_GRPC_PORT.")

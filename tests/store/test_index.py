@@ -153,6 +153,50 @@ def test_the_embedded_index_starts_again_on_new_ports(tmp_path: Path, database_u
         service.close()
 
 
+def test_the_node_name_is_chosen_once_per_data_directory(tmp_path: Path) -> None:
+    """A new directory gets a name of its own; one whose server ran before names were recorded keeps the name
+    weaviate-client gave its node; either is kept whatever the port later."""
+    def target(data_dir: Path, port: int) -> WeaviateTarget:
+        return WeaviateTarget(data_dir=data_dir, binary_dir=tmp_path, version="1.35.2", port=port, grpc_port=port + 1)
+
+    fresh = weaviate_conn.embedded_node_name(target(tmp_path / "new", 8079))
+    assert fresh.startswith("kb-") and fresh != weaviate_conn.embedded_node_name(target(tmp_path / "other", 8079))
+    assert weaviate_conn.embedded_node_name(target(tmp_path / "new", 9000)) == fresh
+
+    (tmp_path / "old" / "weaviate" / "raft").mkdir(parents=True)
+    assert weaviate_conn.embedded_node_name(target(tmp_path / "old", 8079)) == "Embedded_at_8079"
+    assert weaviate_conn.embedded_node_name(target(tmp_path / "old", 9000)) == "Embedded_at_8079"
+
+
+def test_a_data_directory_never_shares_the_embedded_server_of_another(tmp_path: Path, database_url: str) -> None:
+    """Two installations on one machine, the second moved onto the ports the first one's server answers on: it is
+    refused with what to do, rather than reading and writing the other's index."""
+    ours = Settings(data_dir=tmp_path / "ours", database_url=database_url,  # type: ignore[call-arg]
+                    weaviate_port=free_port(), weaviate_grpc_port=free_port())
+    service = build_service(ours)
+    try:
+        _approve(service, "Sprocket drift", "When sprockets drift, recalibrate the sprocket arm.")
+    finally:
+        service.close()
+
+    theirs = Settings(data_dir=tmp_path / "theirs", database_url=f"sqlite:///{tmp_path / 'theirs.sqlite3'}",
+                      weaviate_port=free_port(), weaviate_grpc_port=free_port())  # type: ignore[call-arg]
+    running = build_service(theirs)
+    try:
+        _approve(running, "Gizmo latency", "gizmo latency: restart the gizmo pool")
+        moved = ours.model_copy(update={"weaviate_port": theirs.weaviate_port,
+                                        "weaviate_grpc_port": theirs.weaviate_grpc_port})
+        service = build_service(moved)
+        try:
+            with pytest.raises(IndexUnavailable, match=r"belongs to another data directory.*KB_WEAVIATE_PORT"):
+                service.search("gizmo latency", k=5)
+        finally:
+            service.close()
+        assert _found(running, "gizmo latency")  # the other installation is untouched
+    finally:
+        running.close()
+
+
 def test_reindex_rebuilds_from_sql_alone(service: KnowledgeService) -> None:
     first = _approve(service, "Widget queue stuck", "Restart the widget consumer.")
     second = _approve(service, "Widget disk alarm", "Prune old widget snapshots.")
