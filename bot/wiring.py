@@ -12,7 +12,7 @@ from bot.services import KnowledgeService
 from store.db import Database, migrate
 from store.embeddings import CachedEmbedder, Embedder, default_embedder
 from store.index import KnowledgeIndex
-from store.weaviate_conn import WeaviateTarget, connect
+from store.weaviate_conn import WeaviateTarget, connect, embedded_server
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,9 @@ def weaviate_target(settings: Settings) -> WeaviateTarget:
 
 
 def open_index(settings: Settings) -> KnowledgeIndex:
-    index = KnowledgeIndex(connect(weaviate_target(settings)), alias=settings.index_name,
-                           korean_tokenizer=settings.korean_tokenizer)
+    target = weaviate_target(settings)
+    index = KnowledgeIndex(connect(target), alias=settings.index_name, korean_tokenizer=settings.korean_tokenizer,
+                           server=embedded_server(target))
     index.ensure()
     try:
         index.tune_search()

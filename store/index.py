@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
+import psutil
 from weaviate.classes.aggregate import GroupByAggregate
 from weaviate.classes.config import Configure, DataType, Property, Reconfigure, Tokenization, VectorDistances
 from weaviate.classes.data import DataObject
@@ -25,6 +26,7 @@ from weaviate.collections import Collection
 
 from store.errors import IndexUnavailable
 from store.text import has_hangul, korean_keywords
+from store.weaviate_conn import server_exited
 
 # 2: keyword title fields also hold the title with identifiers split into words; 3: latin_ko; 4: one vector space
 # (HNSW graph) per language; 5: entry vectors; 6: rebuilt once so that BM25 runs by WAND, not BlockMax-WAND (set by
@@ -168,8 +170,10 @@ class IndexedEntry:
 
 
 class KnowledgeIndex:
-    def __init__(self, client: WeaviateClient, *, alias: str, korean_tokenizer: str = "kagome_kr") -> None:
+    def __init__(self, client: WeaviateClient, *, alias: str, korean_tokenizer: str = "kagome_kr",
+                 server: psutil.Process | None = None) -> None:
         self.client = client
+        self.server = server  # the embedded server's process (None for a cluster): see server_gone
         self.alias = alias
         self.korean_tokenizer = Tokenization(korean_tokenizer)
         self._profiles: dict[tuple[str, str, int], LanguageProfile] = {}
@@ -506,6 +510,11 @@ class KnowledgeIndex:
 
     def count(self, *, collection: str | None = None) -> int:
         return int(self._collection(collection).aggregate.over_all(total_count=True).total_count or 0)
+
+    def server_gone(self) -> bool:
+        """Whether the embedded server has exited. A process sharing a server another kb process started (the bot
+        and `kb import`, say) lost the index for good when that process stopped it; it must connect again."""
+        return self.server is not None and server_exited(self.server)
 
     def close(self) -> None:
         self.client.close()

@@ -9,11 +9,12 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+import psutil
 import weaviate
 from weaviate.auth import Auth
 from weaviate.client import WeaviateClient
@@ -105,6 +106,38 @@ def connect(target: WeaviateTarget, *, start_embedded: bool = True) -> WeaviateC
     except Exception as exc:  # the client raises many kinds; the user needs one clear message
         where = target.url or f"embedded Weaviate on port {target.port}"
         raise IndexUnavailable(f"Cannot reach the search index ({where}): {exc}") from exc
+
+
+def embedded_server(target: WeaviateTarget) -> psutil.Process | None:
+    """The process serving the embedded index on ``target``'s port (None for a cluster)."""
+    return None if target.url else weaviate_process(target.port)
+
+
+def weaviate_process(port: int) -> psutil.Process | None:
+    """The Weaviate server serving HTTP on ``port``: the embedded binary is started as
+    ``weaviate-v<version>-<hash> --host ... --port <port> ...``; failing that, whoever listens on the port (None when
+    that is another user's process)."""
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        name = proc.info.get("name") or ""
+        program = Path(cmdline[0]).name if cmdline else ""
+        if not (name.startswith("weaviate") or program.startswith("weaviate")):
+            continue
+        with suppress(ValueError, IndexError):
+            if cmdline[cmdline.index("--port") + 1] == str(port):
+                return proc
+    with suppress(psutil.AccessDenied):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+                return psutil.Process(conn.pid)
+    return None
+
+
+def server_exited(server: psutil.Process) -> bool:
+    try:
+        return not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
 
 
 def _connect_cluster(target: WeaviateTarget, config: AdditionalConfig) -> WeaviateClient:

@@ -153,6 +153,26 @@ def test_the_embedded_index_starts_again_on_new_ports(tmp_path: Path, database_u
         service.close()
 
 
+def test_a_process_sharing_the_embedded_server_carries_on_when_its_starter_stops_it(tmp_path: Path,
+                                                                                    database_url: str) -> None:
+    """`kb import` started the server and the bot shares it; the import ends and stops it. The bot starts one of
+    its own on the same data, rather than failing every search until it is restarted."""
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url,  # type: ignore[call-arg]
+                        weaviate_port=free_port(), weaviate_grpc_port=free_port())
+    starter = build_service(settings)
+    try:
+        entry = _approve(starter, "Sprocket drift", "When sprockets drift, recalibrate the sprocket arm.")
+        sharer = build_service(settings)
+        assert _found(sharer, "sprocket drift") == [entry]
+    finally:
+        starter.close()  # stops the server it started
+    try:
+        assert _found(sharer, "sprocket drift") == [entry]
+        assert not sharer.index.server_gone()
+    finally:
+        sharer.close()
+
+
 def test_the_node_name_is_chosen_once_per_data_directory(tmp_path: Path) -> None:
     """A new directory gets a name of its own; one whose server ran before names were recorded keeps the name
     weaviate-client gave its node; either is kept whatever the port later."""
