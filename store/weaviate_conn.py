@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import socket
 import sys
@@ -21,6 +23,8 @@ from weaviate.client import WeaviateClient
 from weaviate.config import AdditionalConfig, Timeout
 
 from store.errors import IndexUnavailable
+
+log = logging.getLogger(__name__)
 
 # Environment for the embedded server. Raft advertises the host's first address unless told otherwise, and
 # an IPv6 one breaks its listener; the shorter Raft timeouts make a one-node start take seconds, not ten.
@@ -43,6 +47,7 @@ EMBEDDED_ENV = {
     "USE_INVERTED_SEARCHABLE": "false",
 }
 NODE_NAME_FILE = "kb-node-name"  # in the server's data directory: the cluster node name its data belongs to
+STARTER_FILE = "kb-starter.json"  # beside it: the server's process and the kb process that started it
 
 
 PORT_SETTLE_SECONDS = 30.0  # a stopping embedded server releases its ports within seconds
@@ -177,7 +182,17 @@ def _ports_settled(target: WeaviateTarget, timeout: float) -> bool:
 
 
 def _connect_embedded(target: WeaviateTarget, config: AdditionalConfig, *, start: bool) -> WeaviateClient:
-    if _ports_settled(target, PORT_SETTLE_SECONDS):
+    running = _ports_settled(target, PORT_SETTLE_SECONDS)
+    orphan = _orphaned_server(target) if running and start else None
+    if orphan is not None:
+        # Its starter was killed (SIGKILL, the OOM killer): nobody would ever stop it, and it runs the settings of
+        # whatever kb started it. Stopped (Weaviate flushes on SIGTERM) and started again here, as this process's.
+        log.warning("Stopping the embedded Weaviate (pid %s) left running by a kb process that is gone", orphan.pid)
+        with suppress(psutil.NoSuchProcess):
+            orphan.terminate()
+            orphan.wait(timeout=PORT_SETTLE_SECONDS)
+        running = _ports_settled(target, PORT_SETTLE_SECONDS)
+    if running:
         # Another kb process (the bot, say) already runs the embedded server on this data dir: share it.
         client = weaviate.connect_to_local(port=target.port, grpc_port=target.grpc_port, additional_config=config)
         try:
@@ -195,7 +210,7 @@ def _connect_embedded(target: WeaviateTarget, config: AdditionalConfig, *, start
         )
     node = embedded_node_name(target)
     with _child_output_to(target.data_dir / "weaviate.log"):
-        return weaviate.connect_to_embedded(
+        client = weaviate.connect_to_embedded(
             version=target.version,
             persistence_data_path=str(target.data_dir / "weaviate"),
             binary_path=str(target.binary_dir),
@@ -204,6 +219,35 @@ def _connect_embedded(target: WeaviateTarget, config: AdditionalConfig, *, start
             environment_variables={**EMBEDDED_ENV, "CLUSTER_HOSTNAME": node, "RAFT_JOIN": node},
             additional_config=config,
         )
+    _record_starter(target)
+    return client
+
+
+def _record_starter(target: WeaviateTarget) -> None:
+    """Which process started the server now running, to tell later whether it is still there."""
+    server, me = weaviate_process(target.port), psutil.Process()
+    record = {"server": server.pid if server else None, "starter": me.pid, "starter_started": me.create_time()}
+    (target.data_dir / "weaviate" / STARTER_FILE).write_text(json.dumps(record) + "\n", encoding="utf-8")
+
+
+def _orphaned_server(target: WeaviateTarget) -> psutil.Process | None:
+    """The server running on this data directory if the kb process that started it is gone."""
+    recorded = target.data_dir / "weaviate" / STARTER_FILE
+    try:
+        record = json.loads(recorded.read_text(encoding="utf-8"))
+        server = weaviate_process(target.port)
+        if server is None or server.pid != record["server"]:
+            return None  # not the server this data directory's starter recorded
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        return None  # no record (a server started by an older kb), or unreadable: shared as it is
+    try:
+        starter = psutil.Process(record["starter"])
+        alive = abs(starter.create_time() - record["starter_started"]) < 0.5 and not server_exited(starter)
+    except psutil.NoSuchProcess:
+        alive = False
+    except (TypeError, psutil.Error):
+        alive = True  # cannot tell: leave it alone
+    return None if alive else server
 
 
 def embedded_node_name(target: WeaviateTarget) -> str:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -171,6 +174,43 @@ def test_a_process_sharing_the_embedded_server_carries_on_when_its_starter_stops
         assert not sharer.index.server_gone()
     finally:
         sharer.close()
+
+
+KILLED_STARTER = """
+import os
+from bot.config import Settings
+from bot.wiring import build_service
+from store.lifecycle import Draft
+service = build_service(Settings())
+proposal = service.propose(Draft(title="Sprocket drift", body="Recalibrate the sprocket arm."), proposer="alice")
+assert service.approve(proposal.id, by="bob").indexed
+os._exit(0)  # as if killed: nothing stops the server it started
+"""
+
+
+def test_a_server_left_by_a_killed_kb_is_taken_over_not_left_running(tmp_path: Path, database_url: str) -> None:
+    """A bot killed with SIGKILL leaves its embedded server running with nobody to stop it. The next kb process
+    on that data directory stops it and starts its own, which then goes when that process closes."""
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url,  # type: ignore[call-arg]
+                        weaviate_port=free_port(), weaviate_grpc_port=free_port())
+    env = {**os.environ, "KB_DATA_DIR": str(settings.data_dir), "KB_DATABASE_URL": database_url,
+           "KB_WEAVIATE_PORT": str(settings.weaviate_port), "KB_WEAVIATE_GRPC_PORT": str(settings.weaviate_grpc_port)}
+    subprocess.run([sys.executable, "-c", KILLED_STARTER], env=env, cwd=Path(__file__).resolve().parents[2],
+                   check=True, timeout=120)
+    orphan = weaviate_conn.weaviate_process(settings.weaviate_port)
+    assert orphan is not None, "the killed process's server should still be running"
+    try:
+        service = build_service(settings)
+        try:
+            assert [hit.title for hit in service.search("sprocket drift", k=3)] == ["Sprocket drift"]
+            server = weaviate_conn.weaviate_process(settings.weaviate_port)
+            assert server is not None and server.pid != orphan.pid and not orphan.is_running()
+        finally:
+            service.close()
+        assert weaviate_conn.weaviate_process(settings.weaviate_port) is None
+    finally:
+        if orphan.is_running():
+            orphan.kill()
 
 
 def test_the_node_name_is_chosen_once_per_data_directory(tmp_path: Path) -> None:
