@@ -139,6 +139,7 @@ def weaviate_process(port: int) -> psutil.Process | None:
 
 
 def server_exited(server: psutil.Process) -> bool:
+    """Whether ``server`` has ended (a zombie too: its parent has not reaped it yet)."""
     try:
         return not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -190,7 +191,11 @@ def _connect_embedded(target: WeaviateTarget, config: AdditionalConfig, *, start
         log.warning("Stopping the embedded Weaviate (pid %s) left running by a kb process that is gone", orphan.pid)
         with suppress(psutil.NoSuchProcess):
             orphan.terminate()
-            orphan.wait(timeout=PORT_SETTLE_SECONDS)
+            try:
+                orphan.wait(timeout=PORT_SETTLE_SECONDS)
+            except psutil.TimeoutExpired:
+                orphan.kill()
+                orphan.wait(timeout=PORT_SETTLE_SECONDS)
         running = _ports_settled(target, PORT_SETTLE_SECONDS)
     if running:
         # Another kb process (the bot, say) already runs the embedded server on this data dir: share it.
