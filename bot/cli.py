@@ -72,7 +72,7 @@ def import_(ctx: click.Context, paths: tuple[Path, ...], approved_by: str | None
         report = service.import_paths(list(paths), approved_by=approved_by)
     data = {"created": report.created, "updated": report.updated, "unchanged": report.unchanged,
             "proposed": report.proposed, "failed": report.failed,
-            "indexed": report.sync.applied if report.sync else 0,
+            "indexed": report.sync.applied if report.sync else 0, "vectorized": report.vectorized,
             "index_errors": report.sync.errors if report.sync else [],
             "keyword_ready_seconds": report.keyword_ready_seconds, "hybrid_ready_seconds": report.hybrid_ready_seconds}
     if as_json:

@@ -101,7 +101,7 @@ def import_report(data: dict[str, Any]) -> str:
             f"{data['proposed']} proposed for review. Indexed {data['indexed']}.")
     if data.get("keyword_ready_seconds") is not None:
         text += (f" Searchable by keyword after {data['keyword_ready_seconds']:.1f} s, with vectors (hybrid) after "
-                 f"{data['hybrid_ready_seconds']:.1f} s.")
+                 f"{data['hybrid_ready_seconds']:.1f} s ({data['vectorized']} of them embedded now).")
     for failure in data["failed"]:
         text += f"\nskipped {failure}"
     if data["index_errors"]:

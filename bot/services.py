@@ -86,6 +86,7 @@ class ImportReport:
     sync: SyncReport | None = None
     keyword_ready_seconds: float | None = None  # from the start until every entry was searchable by keyword
     hybrid_ready_seconds: float | None = None  # ... until every chunk had its vector
+    vectorized: int = 0  # entries of those indexed whose vectors were computed after the keyword pass
 
 
 @dataclass
@@ -727,8 +728,7 @@ class KnowledgeService:
                     report.keyword_ready_seconds = step["seconds"] = round(timer.seconds, 2)
                 with task.step("index_vectors") as step:
                     vectors = self.fill_vectors()
-                    step["applied"] = vectors.applied
-                    report.sync.applied += vectors.applied
+                    step["applied"] = report.vectorized = vectors.applied  # the same entries, written again
                     report.sync.errors += vectors.errors
                     self._settle_index()
                     report.hybrid_ready_seconds = step["seconds"] = round(timer.seconds, 2)

@@ -307,6 +307,8 @@ def corpus_service(tmp_path_factory: pytest.TempPathFactory, weaviate_target: We
     service = build_service(settings)
     report = service.import_paths([subset], approved_by="eval")
     assert report.created == len(SUBSET)
+    # each entry indexed once by keyword, then given its vectors (counted apart: it was reported as twice the entries)
+    assert report.sync is not None and (report.sync.applied, report.vectorized) == (len(SUBSET), len(SUBSET))
     yield service
     service.close()
 
