@@ -34,7 +34,7 @@ import numpy as np
 
 from store.embeddings import Embedder
 from store.index import KEYWORD_FIELDS, IndexHit, KnowledgeIndex, LanguageProfile
-from store.text import detect_language, shorten
+from store.text import detect_language, link_share, shorten
 
 RRF_K = 60
 _QUERIES = ThreadPoolExecutor(max_workers=6, thread_name_prefix="kb-search")  # Weaviate queries of one search
@@ -49,6 +49,8 @@ ENTRY_WEIGHT = 0.2
 # Entries per entry list: 50 ranked as 100 did on dev.jsonl (30 lost a page from a top 5), and the graph search is
 # cheaper (Weaviate's dynamic ef follows the limit): +2 ms median at 50,000 entries, not +7.
 ENTRY_CANDIDATES = 50
+# A passage with this share of its characters in links is a list of links: another chunk of its entry is shown.
+LINK_HEAVY = 0.4
 
 
 @dataclass
@@ -96,7 +98,10 @@ class _Votes:
     hits: list[IndexHit] = field(default_factory=list)  # every list's hits of this entry
 
     def best_chunk(self) -> IndexHit:
-        return self.chunks[max(self.chunk_scores, key=lambda no: self.chunk_scores[no])]
+        """The best-scored chunk that is not mostly links: a "More reading" list answers nothing (shown only when
+        nothing else of its entry ranked)."""
+        ranked = sorted(self.chunk_scores, key=lambda no: self.chunk_scores[no], reverse=True)
+        return self.chunks[next((no for no in ranked if link_share(self.chunks[no].text) < LINK_HEAVY), ranked[0])]
 
 
 class Retriever:

@@ -62,6 +62,14 @@ def content_hash(*parts: str) -> str:
     return digest.hexdigest()
 
 
+_LINK = re.compile(r"https?://\S+|\[[^\]]*\]\([^)]*\)")  # a bare URL, or a markdown link with its text
+
+
+def link_share(text: str) -> float:
+    """The share of ``text``'s characters that are links (URLs, markdown links with their text)."""
+    return sum(len(m.group(0)) for m in _LINK.finditer(text)) / len(text) if text else 0.0
+
+
 _WS = re.compile(r"\s+")
 
 

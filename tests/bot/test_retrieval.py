@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from bot.retrieval import RankedList, _set_relevance, fuse, tally
@@ -63,3 +65,16 @@ def test_an_entry_list_votes_for_entries_but_neither_adds_candidates_nor_picks_p
     votes = tally([entries, chunks])
     assert [votes[e].best_chunk().chunk_no for e in (1, 2)] == [2, 1]  # passages from chunk lists only
     assert [len(votes[e].hits) for e in (1, 2)] == [1, 1]  # and only their chunks get details
+
+
+def test_the_passage_is_not_a_list_of_links_when_the_entry_has_prose_ranked() -> None:
+    reading = replace(_chunk(1, 3), heading_path="More reading",
+                      text="- [Vacuuming](https://www.postgresql.org/docs/current/routine-vacuuming.html)\n"
+                           "- https://www.interdb.jp/pg/pgsql05.html")
+    steps = replace(_chunk(1, 1), text="Kill the oldest transactions, then VACUUM the oldest tables first. "
+                                       "See [the dashboard](https://dashboards.example/xid) for progress.")
+    fused = fuse([RankedList(1.0, [reading, steps, _chunk(2)])])
+    assert fused[0].entry_id == 1 and fused[0].passage == steps.text  # ranked below the links, still the passage
+
+    only_links = fuse([RankedList(1.0, [replace(reading, entry_id=3)])])
+    assert only_links[0].passage == reading.text  # nothing else of the entry ranked: the links it is
