@@ -151,6 +151,12 @@ def dont_know(question: str, hits: list[EntryHit] | None = None) -> Answer:
     return Answer(text=DONT_KNOW[language], citations=[], grounded=False, language=language, hits=hits or [])
 
 
+# Lines and characters quoted from the best passage and from each other one: the best gets most of the room (its
+# answer_hint words in the answer 0.257 -> 0.280 on dev.jsonl at about the same length as 4 lines / 600 each).
+QUOTE_FIRST = (8, 1200)
+QUOTE_OTHERS = (2, 300)
+
+
 def extractive_answer(question: str, hits: list[EntryHit], *, policy: RefusalPolicy, best: Confidence,
                       unknown_terms: list[str] | None = None, max_passages: int = 3, degraded: bool = False
                       ) -> Answer:
@@ -169,8 +175,9 @@ def extractive_answer(question: str, hits: list[EntryHit], *, policy: RefusalPol
     citations = []
     for number, hit in enumerate(chosen, start=1):
         where = f" › {hit.heading_path}" if hit.heading_path else ""
+        lines, max_chars = QUOTE_FIRST if number == 1 else QUOTE_OTHERS
         parts.append(f"[{number}] {hit.title}{where} (entry #{hit.entry_id} v{hit.version})\n"
-                     f"> {key_lines(question, hit.passage)}")
+                     f"> {key_lines(question, hit.passage, limit=lines, max_chars=max_chars)}")
         citations.append(Citation(hit.entry_id, hit.source_ref or None, hit.title, hit.version, hit.heading_path))
     return Answer(text="\n\n".join(parts), citations=citations, grounded=True, language=language, hits=hits,
                   confidence=best.value, unknown_terms=list(unknown_terms or []), degraded=degraded)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -52,6 +54,15 @@ def test_extractive_answer_reports_confidence() -> None:
     answered = extractive_answer("how do i move the patroni leader", [_hit(0.4)], policy=POLICY,
                                  best=Confidence(0.4, centred=True))
     assert answered.grounded and answered.citations[0].title == "Patroni failover"
+
+
+def test_the_best_passage_gets_most_of_an_extractive_answer() -> None:
+    steps = "\n".join(f"{n}. Run patronictl step {n} for the patroni leader switch." for n in range(1, 11))
+    first, second = (replace(_hit(0.4), entry_id=n, passage=steps, title=f"Runbook {n}") for n in (1, 2))
+    answer = extractive_answer("patroni leader switch", [first, second], policy=POLICY,
+                               best=Confidence(0.4, centred=True))
+    quoted = [part.split("\n> ", 1)[1] for part in answer.text.split("\n\n") if "\n> " in part]
+    assert [quote.count("patronictl") for quote in quoted] == [8, 2]  # 8 lines of the best, 2 of the next
 
 
 def test_centred_query_uses_its_language_query_centre() -> None:
