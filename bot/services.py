@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -130,6 +131,7 @@ class KnowledgeService:
         self.claude = claude  # None: every role runs its deterministic fallback
         self._index = index
         self._connect_index = connect_index
+        self._index_lock = threading.Lock()  # one connection (and one embedded server start) at a time
         self._closed = False
         self.search_workers: SearchWorkers | None = None  # `kb serve` searches in worker processes
 
@@ -143,16 +145,20 @@ class KnowledgeService:
     # --- the derived index, connected on first use --------------------------------------------------
     @property
     def index(self) -> KnowledgeIndex:
-        if self._index is not None and self._index.server_gone():
-            log.warning("The embedded Weaviate this process shared has stopped; connecting again (starting one)")
-            self._drop_index()
-        if self._index is None:
-            if self._closed:  # work still running at shutdown must not start a new embedded server
-                raise IndexUnavailable("The bot is shutting down; try again in a moment.")
-            if self._connect_index is None:
-                raise IndexUnavailable("No search index is configured.")
-            self._index = self._connect_index()
-        return self._index
+        index = self._index
+        if index is not None and not index.server_gone():
+            return index
+        with self._index_lock:
+            if self._index is not None and self._index.server_gone():
+                log.warning("The embedded Weaviate this process shared has stopped; connecting again (starting one)")
+                self._drop_index()
+            if self._index is None:
+                if self._closed:  # work still running at shutdown must not start a new embedded server
+                    raise IndexUnavailable("The bot is shutting down; try again in a moment.")
+                if self._connect_index is None:
+                    raise IndexUnavailable("No search index is configured.")
+                self._index = self._connect_index()
+            return self._index
 
     def _drop_index(self) -> None:
         index, self._index = self._index, None
