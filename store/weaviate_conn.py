@@ -21,6 +21,7 @@ import weaviate
 from weaviate.auth import Auth
 from weaviate.client import WeaviateClient
 from weaviate.config import AdditionalConfig, Timeout
+from weaviate.embedded import _get_server_ports  # the client's own choice: data = gossip + 1, Raft internal = Raft + 1
 
 from store.errors import IndexUnavailable
 
@@ -221,11 +222,25 @@ def _connect_embedded(target: WeaviateTarget, config: AdditionalConfig, *, start
             binary_path=str(target.binary_dir),
             port=target.port,
             grpc_port=target.grpc_port,
-            environment_variables={**EMBEDDED_ENV, "CLUSTER_HOSTNAME": node, "RAFT_JOIN": node},
+            environment_variables={**EMBEDDED_ENV, **_internal_ports(target), "CLUSTER_HOSTNAME": node,
+                                   "RAFT_JOIN": node},
             additional_config=config,
         )
     _record_starter(target)
     return client
+
+
+def _internal_ports(target: WeaviateTarget) -> dict[str, str]:
+    """Free ports for the server's gossip, Raft and profiling listeners, none of them ours. weaviate-client picks them
+    among the ports free at start, and once picked our HTTP port, freed a moment before by a server it replaced: the
+    new server's Raft took it and its HTTP listener could not bind (the client's requests were reset)."""
+    ours = {target.port, target.grpc_port}
+    ports = _get_server_ports()  # (gossip, data = gossip + 1, raft, raft internal = raft + 1, profiling)
+    while ours & set(ports):
+        ports = _get_server_ports()
+    gossip, data, raft, raft_internal, profiling = ports
+    return {"CLUSTER_GOSSIP_BIND_PORT": str(gossip), "CLUSTER_DATA_BIND_PORT": str(data), "RAFT_PORT": str(raft),
+            "RAFT_INTERNAL_RPC_PORT": str(raft_internal), "PROFILING_PORT": str(profiling)}
 
 
 def _record_starter(target: WeaviateTarget) -> None:

@@ -217,6 +217,18 @@ def test_a_server_left_by_a_killed_kb_is_taken_over_not_left_running(tmp_path: P
             orphan.kill()
 
 
+def test_the_servers_own_ports_never_take_its_http_or_grpc_port(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gossip, Raft and profiling ports are picked among the free ones; our HTTP port, just freed by a server being
+    replaced, was picked once for Raft, and the new server could not listen for HTTP."""
+    picks = iter([(9000, 9001, 8079, 8080, 9100), (9000, 9001, 9002, 9003, 9100)])
+    monkeypatch.setattr(weaviate_conn, "_get_server_ports", lambda: next(picks))
+    target = WeaviateTarget(data_dir=tmp_path, binary_dir=tmp_path, version="1.35.2", port=8080, grpc_port=50060)
+    assert weaviate_conn._internal_ports(target) == {
+        "CLUSTER_GOSSIP_BIND_PORT": "9000", "CLUSTER_DATA_BIND_PORT": "9001", "RAFT_PORT": "9002",
+        "RAFT_INTERNAL_RPC_PORT": "9003", "PROFILING_PORT": "9100"}
+
+
 def test_the_node_name_is_chosen_once_per_data_directory(tmp_path: Path) -> None:
     """A new directory gets a name of its own; one whose server ran before names were recorded keeps the name
     weaviate-client gave its node; either is kept whatever the port later."""
