@@ -67,6 +67,11 @@ class WeaviateTarget:
     grpc_url: str | None = None
     api_key: str | None = None
 
+    @property
+    def persistence_dir(self) -> Path:
+        """The embedded server's own data, with the files recording its node and its starter."""
+        return self.data_dir / "weaviate"
+
 
 def embedded_binary_path(binary_dir: Path, version: str) -> Path:
     """Where weaviate-client's embedded mode looks for the server of ``version`` before it downloads."""
@@ -218,7 +223,7 @@ def _connect_embedded(target: WeaviateTarget, config: AdditionalConfig, *, start
     with _child_output_to(target.data_dir / "weaviate.log"):
         client = weaviate.connect_to_embedded(
             version=target.version,
-            persistence_data_path=str(target.data_dir / "weaviate"),
+            persistence_data_path=str(target.persistence_dir),
             binary_path=str(target.binary_dir),
             port=target.port,
             grpc_port=target.grpc_port,
@@ -247,12 +252,12 @@ def _record_starter(target: WeaviateTarget) -> None:
     """Which process started the server now running, to tell later whether it is still there."""
     server, me = weaviate_process(target.port), psutil.Process()
     record = {"server": server.pid if server else None, "starter": me.pid, "starter_started": me.create_time()}
-    (target.data_dir / "weaviate" / STARTER_FILE).write_text(json.dumps(record) + "\n", encoding="utf-8")
+    (target.persistence_dir / STARTER_FILE).write_text(json.dumps(record) + "\n", encoding="utf-8")
 
 
 def _orphaned_server(target: WeaviateTarget) -> psutil.Process | None:
     """The server running on this data directory if the kb process that started it is gone."""
-    recorded = target.data_dir / "weaviate" / STARTER_FILE
+    recorded = target.persistence_dir / STARTER_FILE
     try:
         record = json.loads(recorded.read_text(encoding="utf-8"))
         server = weaviate_process(target.port)
@@ -278,7 +283,7 @@ def embedded_node_name(target: WeaviateTarget) -> str:
     recorded = _recorded_node_name(target)
     if recorded is not None:
         return recorded
-    persistence = target.data_dir / "weaviate"
+    persistence = target.persistence_dir
     name = f"Embedded_at_{target.port}" if (persistence / "raft").exists() else f"kb-{uuid.uuid4().hex[:12]}"
     persistence.mkdir(parents=True, exist_ok=True)
     (persistence / NODE_NAME_FILE).write_text(name + "\n", encoding="utf-8")
@@ -286,7 +291,7 @@ def embedded_node_name(target: WeaviateTarget) -> str:
 
 
 def _recorded_node_name(target: WeaviateTarget) -> str | None:
-    recorded = target.data_dir / "weaviate" / NODE_NAME_FILE
+    recorded = target.persistence_dir / NODE_NAME_FILE
     return recorded.read_text(encoding="utf-8").strip() if recorded.exists() else None
 
 
