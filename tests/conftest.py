@@ -22,10 +22,19 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "corpus.jso
 POSTGRES_URL = os.environ.get("KB_TEST_DATABASE_URL")
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on, never one this session handed out before: a server's HTTP and gRPC ports are
+    two calls, and the kernel may offer a just-closed port again."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def corpus_documents() -> list[dict[str, str]]:
