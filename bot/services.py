@@ -767,7 +767,8 @@ class KnowledgeService:
                 report.proposed += 1
                 return
             lifecycle.approve(session=session, proposal_id=proposal.id or 0, by=approved_by,
-                              allow_self_approval=True, review_interval_days=self.settings.review_interval_days)
+                              allow_self_approval=True, review_interval_days=self.settings.review_interval_days,
+                              review_interval_by_tag=self.settings.review_interval_by_tag, stagger_review=True)
             if kind == ProposalKind.NEW:
                 report.created += 1
             else:

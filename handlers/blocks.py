@@ -274,13 +274,16 @@ def trace_blocks(task: Task) -> list[Block]:
     return [SectionBlock(text=MarkdownTextObject(text=clip(text, 3000)))]
 
 
-def review_due_blocks(entry: Entry, body: str) -> list[Block]:
-    """The owner's DM: the entry as it stands, and what to do about it."""
+def review_due_blocks(entry: Entry, body: str, *, to_owner: bool = True) -> list[Block]:
+    """The owner's DM (or, for an owner who is no Slack user, the approval channel's post): the entry as it
+    stands, and what to do about it."""
     value = encode_entry(EntryRef(entry.id or 0, entry.current_version))
+    whose = ("You own it." if to_owner
+             else f"Its owner ({_who(entry.owner)}) is not a Slack user: an approver re-verifies it.")
     return _fit([
         SectionBlock(text=MarkdownTextObject(text=clip(
             f":hourglass: *Is this still true?* Entry #{entry.id} *{escape(entry.title)}* (v{entry.current_version}) "
-            f"was due for re-verification on {_when(entry.review_after)}. You own it.", 3000))),
+            f"was due for re-verification on {_when(entry.review_after)}. {whose}", 3000))),
         *_mrkdwn_sections(body)[:10],
         ActionsBlock(elements=[
             _button("Re-verify", ids.ReviewAction.REVERIFY, value, "primary"),

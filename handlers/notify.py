@@ -31,7 +31,8 @@ class SlackNotifier:
                         entry.id, entry.owner)
             return
         self.client.chat_postMessage(channel=channel, text=f"Is entry #{entry.id} \"{entry.title}\" still true?",
-                                     blocks=blocks.review_due_blocks(entry, current.body if current else ""),
+                                     blocks=blocks.review_due_blocks(entry, current.body if current else "",
+                                                                     to_owner=owner_is_user),
                                      unfurl_links=False)
 
     def approval_digest(self, proposals: list[Proposal]) -> None:

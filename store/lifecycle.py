@@ -8,6 +8,7 @@ the database.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -189,7 +190,10 @@ def approve(
     review_interval_by_tag: dict[str, int] | None = None,
     expected_revision: int | None = None,
     owner: str | None = None,
+    stagger_review: bool = False,
 ) -> ApprovalResult:
+    """``stagger_review`` (a bulk import): the review date falls anywhere within the interval, by a hash of the
+    source, so that the imported entries come due a few a day rather than all on the same day."""
     proposal = _get_proposal(session, proposal_id)
     _refuse_if_decided(session, proposal)
     if proposal.proposer == by and not allow_self_approval:
@@ -201,7 +205,8 @@ def approve(
     override = get_entry(session, proposal.entry_id).review_interval_days if proposal.entry_id else None
     tagged = [d for tag, d in (review_interval_by_tag or {}).items() if tag in proposal.tags]
     days = override or (min(tagged) if tagged else review_interval_days)
-    review_after = now + timedelta(days=days)
+    share = _review_share(proposal.source_ref or proposal.title) if stagger_review else 1.0
+    review_after = now + timedelta(days=days * share)
     if proposal.kind == ProposalKind.NEW:
         entry = Entry(title=proposal.title, owner=owner or proposal.proposer, tags=proposal.tags,
                       language=proposal.language, source_ref=proposal.source_ref, review_after=review_after)
@@ -230,6 +235,11 @@ def approve(
           entry_id=entry.id, version=version_no, kind=proposal.kind.value)
     session.flush()
     return ApprovalResult(proposal, decision, entry, version)
+
+
+def _review_share(key: str) -> float:
+    """A share of the review interval in (0, 1], the same for the same key, spread evenly over keys."""
+    return (int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") + 1) / 2**64
 
 
 def _advance_entry(session: Session, proposal: Proposal, entry: Entry, version_no: int,

@@ -18,7 +18,7 @@ from sqlmodel import col, select
 from bot.app import web_client
 from bot.notify import NoNotifier
 from bot.scheduler import Jobs, KbScheduler
-from bot.services import KnowledgeService
+from bot.services import IMPORT_ACTOR, KnowledgeService
 from bot.wiring import build_service
 from handlers import ids
 from handlers.notify import SlackNotifier
@@ -64,6 +64,7 @@ def test_a_due_entry_asks_its_owner_once_and_reverify_moves_the_date(running: Ru
     jobs.verification()  # idempotent: one DM per due date
     [dm] = [c for c in running.fake.calls_to("chat.postMessage") if c.args["channel"] == OWNER]
     assert "Is this still true?" in all_text(dm.args["blocks"]) and "certbot renew" in all_text(dm.args["blocks"])
+    assert "You own it." in all_text(dm.args["blocks"])
     choices = buttons(dm.args["blocks"])
     assert set(choices) == {ids.ReviewAction.REVERIFY, ids.ReviewAction.EDIT, ids.ReviewAction.DEPRECATE}
 
@@ -77,6 +78,19 @@ def test_a_due_entry_asks_its_owner_once_and_reverify_moves_the_date(running: Ru
     assert running.service.due_for_review() == []
     with running.service.db.session() as session:
         assert session.exec(select(AuditLog).where(AuditLog.action == "entry.reverified")).one().actor == OWNER
+
+
+def test_an_imported_entry_due_for_review_is_asked_about_in_the_approval_channel(running: RunningApp) -> None:
+    entry_id = _entry(running, "Drain a node", "Cordon it, then `kubectl drain --ignore-daemonsets`.",
+                      owner=IMPORT_ACTOR)
+    _make_due(running.service, entry_id)
+    _jobs(running).verification()
+    [post_] = [c for c in running.fake.calls_to("chat.postMessage") if "Is entry" in c.args["text"]]
+    assert post_.args["channel"] == APPROVAL_CHANNEL
+    text = all_text(post_.args["blocks"])
+    assert "Drain a node" in text and "kb-import" in text and "an approver re-verifies it" in text
+    assert "You own it." not in text
+    assert ids.ReviewAction.REVERIFY in buttons(post_.args["blocks"])
 
 
 def test_deprecate_from_the_reminder_removes_the_entry_from_search_once_approved(running: RunningApp) -> None:

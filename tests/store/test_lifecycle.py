@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlmodel import col, func, select
@@ -23,6 +26,7 @@ from store.models import (
     ProposalKind,
     ProposalRevision,
     ProposalStatus,
+    utcnow,
 )
 
 DRAFT = Draft(title="Disk full on the runner", body="## Symptoms\nJobs fail.\n\n## Fix\nRun `docker system prune`.",
@@ -248,3 +252,34 @@ def test_work_running_at_shutdown_cannot_reconnect_the_index(sql_service: Knowle
     with pytest.raises(IndexUnavailable, match="shutting down"):
         _ = sql_service.index
     assert connected == ["connected", "closed"]
+
+
+def test_an_import_spreads_its_entries_review_dates_over_the_interval(sql_service: KnowledgeService,
+                                                                      tmp_path: Path) -> None:
+    # Approved together, they would all come due on one day: 90 reminders in the approval channel at once.
+    folder = tmp_path / "runbooks"
+    folder.mkdir()
+    for n in range(90):
+        (folder / f"runbook-{n}.md").write_text(f"# Runbook {n}\n\nRestart service number {n} and watch its logs.\n")
+    started = utcnow()
+    assert sql_service.import_paths([folder], approved_by="alice", sync=False).created == 90
+    interval = timedelta(days=sql_service.settings.review_interval_days)
+    with sql_service.db.session() as session:
+        due = [_aware(e.review_after) for e in session.exec(select(Entry)) if e.review_after is not None]
+    assert len(due) == 90
+    assert all(started < when <= utcnow() + interval for when in due)
+    per_day = Counter(when.date() for when in due)
+    assert max(per_day.values()) <= 5, per_day.most_common(3)
+    assert max(due) - min(due) > interval * 0.8
+
+    # Unchanged on a re-import; and an entry approved by hand is due a whole interval later, as before.
+    sql_service.import_paths([folder], approved_by="alice", sync=False)
+    with sql_service.db.session() as session:
+        assert sorted(_aware(e.review_after) for e in session.exec(select(Entry)) if e.review_after) == sorted(due)
+    by_hand = sql_service.approve(_propose(sql_service), by="bob").result.entry
+    assert by_hand.review_after is not None
+    assert abs(_aware(by_hand.review_after) - (utcnow() + interval)) < timedelta(minutes=1)
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
