@@ -218,7 +218,7 @@ class SearchProfile:
 
     PARTS: ClassVar[dict[str, str]] = {
         "embed_query": "embedder", "language_counts": "index", "_mean_vector": "index", "_profile": "index",
-        "vector_search": "index", "keyword_search": "index", "unknown_terms": "index"}
+        "vector_search": "index", "keyword_search": "index", "chunk_details": "index", "unknown_terms": "index"}
 
     def __init__(self, service: KnowledgeService) -> None:
         owners = {"embedder": service.embedder, "index": service.index}

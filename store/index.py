@@ -146,6 +146,7 @@ class IndexHit:
     similarity: float | None = None
     vector: np.ndarray | None = None  # the stored vector, when the search asked for it
     relevance: float | None = None  # similarity measured from the language centres (set by the retriever)
+    entry_vector: np.ndarray | None = None  # chunk 0's details only: its entry's vector (ENTRY_SPACES_SCHEMA)
 
 
 @dataclass
@@ -397,9 +398,9 @@ class KnowledgeIndex:
 
     def chunk_details(self, keys: Iterable[tuple[int, int, int]], *, collection: str | None = None
                       ) -> dict[tuple[int, int, int], IndexHit]:
-        """Text, title and stored vector of the chunks ``(entry_id, version, chunk_no)``, in one request: a search
-        ranks hundreds of chunks by id and needs the rest for a few (turning every result's vector into Python
-        floats held the interpreter lock for ~10 ms a search)."""
+        """Text, title and stored vector of the chunks ``(entry_id, version, chunk_no)`` (and a chunk 0's entry
+        vector), in one request: a search ranks hundreds of chunks by id and needs the rest for a few (turning every
+        result's vector into Python floats held the interpreter lock for ~10 ms a search)."""
         wanted = [chunk_uuid(*key) for key in set(keys)]
         if not wanted:
             return {}
@@ -409,6 +410,8 @@ class KnowledgeIndex:
         for obj in response.objects:
             hit = _hit(obj.properties, score=0.0, similarity=None)
             hit.vector = _stored_vector(obj.vector, hit.language)
+            entry_vector = obj.vector.get(entry_space(hit.language)) if obj.vector else None
+            hit.entry_vector = np.asarray(entry_vector, dtype=np.float32) if entry_vector else None
             found[(hit.entry_id, hit.version, hit.chunk_no)] = hit
         return found
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from bot.retrieval import RankedList, _set_relevance, fuse, tally
+from bot.retrieval import COUNTERPART_WEIGHT, RankedList, Retriever, _best, _set_relevance, fuse, tally
 from store.index import IndexHit, LanguageProfile
 
 
@@ -78,3 +78,34 @@ def test_the_passage_is_not_a_list_of_links_when_the_entry_has_prose_ranked() ->
 
     only_links = fuse([RankedList(1.0, [replace(reading, entry_id=3)])])
     assert only_links[0].passage == reading.text  # nothing else of the entry ranked: the links it is
+
+
+def test_a_counterpart_in_the_other_language_is_voted_up_but_never_above_the_first() -> None:
+    # English runbooks 1-6 ranked by the chunk lists; Korean page 7 last; page 8 (Korean) resembles nothing.
+    english = [_chunk(n) for n in range(1, 7)]
+    korean = [_chunk(7, language="ko"), _chunk(8, language="ko"), _chunk(9, language="ko")]
+    pool = _best(tally([RankedList(1.0, [*english, *korean])]), 20)
+    assert [entry for entry, _ in pool] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    axis = np.eye(4, dtype=np.float32)
+    profiles = {lang: LanguageProfile(centroid=np.zeros(4, dtype=np.float32), headings=[], chunks=500)
+                for lang in ("en", "ko")}
+    vectors = {1: axis[0], 2: axis[1], 3: axis[2], 4: axis[2], 5: axis[2], 6: axis[2],
+               7: axis[0] + 0.1 * axis[3],  # the Korean page on the first runbook's topic
+               8: axis[3],
+               9: axis[1] + 2 * axis[3]}  # partly on the second runbook's topic
+    fused = {entry: votes.score for entry, votes in pool}
+    ranked = Retriever.with_counterparts(pool, profiles, vectors)
+    assert [entry for entry, _ in ranked][:5] == [1, 7, 2, 3, 4]  # lifted into the top five, under the first
+    scores = {entry: votes.score for entry, votes in ranked}
+    cosine = 1 / np.sqrt(1.01)
+    assert fused[7] + COUNTERPART_WEIGHT * fused[1] * cosine > fused[1]  # so its vote is capped at the first's score
+    assert scores[7] == scores[1] == fused[1]
+    assert scores[8] == fused[8]  # resembles no leading entry
+    assert abs(scores[9] - (fused[9] + COUNTERPART_WEIGHT * fused[2] / np.sqrt(5))) < 1e-8
+    assert [entry for entry, _ in ranked][5:] == [5, 9, 6, 8]  # past 6, not into the top five
+    assert all(scores[e] == fused[e] for e in range(2, 7))  # English like the sources: no vote from its own language
+
+    # An entry without an entry vector neither gives nor gets a vote; a pool of one is left alone.
+    assert [e for e, _ in Retriever.with_counterparts(
+        _best(tally([RankedList(1.0, [*english, *korean])]), 20), profiles, {7: vectors[7]})] == list(range(1, 10))
+    assert Retriever.with_counterparts(pool[:1], profiles, vectors) == pool[:1]

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +25,9 @@ from weaviate.classes.config import Configure, Reconfigure, VectorDistances
 from weaviate.classes.query import Filter
 from weaviate.exceptions import WeaviateBaseError
 
+from bot import retrieval
 from bot.config import Settings
+from bot.retrieval import Retriever
 from bot.services import KnowledgeService
 from bot.wiring import build_service, open_index
 from store import weaviate_conn
@@ -693,3 +696,38 @@ def test_keyword_scores_after_a_delete_match_a_rebuilt_index(weaviate_target: We
             if name.startswith(index.alias):
                 client.collections.delete(name)
         client.close()
+
+
+def test_counterpart_votes_get_the_stored_entry_vectors_and_a_lifted_entry_its_passage(
+        corpus_service: KnowledgeService, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retrieval, "MIN_CENTRE_CHUNKS", 1)  # the subset is too small for language centres
+    monkeypatch.setattr(retrieval, "DETAILED", 1)  # details for the top entries only, as at 50,000 entries
+    seen: dict[str, Any] = {}
+    vote = Retriever.with_counterparts
+
+    def spy(pool: list[Any], profiles: dict[str, Any], entry_vectors: dict[int, np.ndarray]) -> list[Any]:
+        seen.update(pool=[entry for entry, _ in pool], vectors=entry_vectors)
+        return vote(pool, profiles, entry_vectors)
+
+    monkeypatch.setattr(Retriever, "with_counterparts", staticmethod(spy))
+    query = "kubelet evicting pods when the node runs low on disk"
+    plain = corpus_service.search(query, k=2)
+    assert set(seen["vectors"]) == set(seen["pool"]) and len(seen["pool"]) == len(SUBSET)
+    stored = corpus_service.index._collection().query.fetch_objects(
+        filters=Filter.by_property("chunk_no").equal(0), include_vector=True,
+        return_properties=["entry_id", "language"], limit=100)
+    for obj in stored.objects:
+        entry_vector = np.asarray(obj.vector[entry_space(str(obj.properties["language"]))])
+        assert np.allclose(seen["vectors"][int(obj.properties["entry_id"])], entry_vector)  # type: ignore[arg-type]
+
+    # Any resemblance lifts, to the second place: the best-ranked entry of the other language with any.
+    query = "pods keep crash looping after a deploy"
+    monkeypatch.setattr(retrieval, "COUNTERPART_WEIGHT", 0.0)
+    plain = corpus_service.search(query, k=2)
+    assert {h.language for h in plain} == {"en"}
+    monkeypatch.setattr(retrieval, "COUNTERPART_WEIGHT", 100.0)
+    monkeypatch.setattr(retrieval, "COUNTERPART_MIN_SIMILARITY", -1.0)
+    lifted = corpus_service.search(query, k=2)
+    assert lifted[0].entry_id == plain[0].entry_id
+    assert lifted[1].language == "ko"
+    assert lifted[1].passage and lifted[1].title  # its details fetched after the votes moved it up
