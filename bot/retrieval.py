@@ -12,6 +12,10 @@ Ranked lists are fused with weighted reciprocal rank fusion (RRF) at the entry l
   seen from its language's query centre: a vote for the runbook a question is about when no single chunk says
   it all. These lists add no candidates and choose no passage.
 
+Then two steps across the languages: the leading entries vote for the entries of the other language they resemble
+(a topic's English runbook for its Korean concept page; never above the first), and a question in a language the
+index holds less of sees the index's main language in its first five (see COUNTERPART_WEIGHT, MAIN_LANGUAGE_POOL).
+
 Each entry keeps its best chunk (by the same fusion at chunk level) as its passage, and its best *centred*
 similarity to the query (``relevance``) as the confidence signal for "I don't know": the chunk vector measured
 from its language's mean chunk vector, the query vector from the mean query vector of its own language
@@ -55,13 +59,22 @@ LINK_HEAVY = 0.4
 # Each of the top COUNTERPART_POOL entries gets a vote from each of the top COUNTERPART_SOURCES entries *in the
 # other language* that it resembles (centred entry vectors, cosine above COUNTERPART_MIN_SIMILARITY): that entry's
 # score times the cosine times COUNTERPART_WEIGHT, never lifting it above the first. Read off dev.jsonl (recall@5
-# 0.727 -> 0.748, four English questions found their Korean page, none lost one; docs/benchmarks.md), and a
-# plateau around these values: 2-5 sources, similarity 0-0.3, weight 0.05-0.2 all gained on both halves; a pool of
-# 12 did as well as 20 or 100, with fewer first chunks fetched for their entry vectors.
+# 0.727 -> 0.748, four English questions found their Korean page, none lost one; docs/benchmarks.md), on a
+# plateau: 47 of 48 settings of 1-5 sources, cosine above 0-0.3 and weight 0.05-0.3 gained, neither half lost; a
+# pool of 12 did as well as 20 or 100, with fewer first chunks fetched for their entry vectors.
 COUNTERPART_POOL = 12
 COUNTERPART_SOURCES = 3
 COUNTERPART_MIN_SIMILARITY = 0.2
 COUNTERPART_WEIGHT = 0.1
+# A question in a language the index holds less of is often answered in the language it holds most of (here
+# Korean questions by English runbooks): when none of a question's first MAIN_LANGUAGE_WITHIN results is in the
+# index's main language, the best-ranked one of it among the first MAIN_LANGUAGE_POOL is moved up to the last of
+# them (not for fewer than MAIN_LANGUAGE_MIN_K results: a single answer is the best one). On dev.jsonl it was the
+# runbook asked about in 2 of the 10 Korean questions it changed, and the result it displaced was relevant in none
+# (recall@5 of Korean questions on English runbooks 0.633 -> 0.783).
+MAIN_LANGUAGE_WITHIN = 5
+MAIN_LANGUAGE_MIN_K = 3
+MAIN_LANGUAGE_POOL = 20
 
 
 @dataclass
@@ -162,20 +175,23 @@ class Retriever:
         early_details = _QUERIES.submit(self.index.chunk_details, early_keys, collection=collection)
         chunk_lists = [vector_list, *(RankedList(1.0 - self.alpha, future.result()) for future in keyword_lists)]
         lists = chunk_lists + [RankedList(ENTRY_WEIGHT, f.result(), entry_level=True) for f in entry_lists]
-        pool = _best(tally(lists, rrf_k=self.rrf_k), max(k, COUNTERPART_POOL))
+        pool = _best(tally(lists, rrf_k=self.rrf_k), max(k, COUNTERPART_POOL, MAIN_LANGUAGE_POOL))
         wanted = {_key(h) for _, v in pool[:k] for h in v.hits} | {
             _key(h) for r in chunk_lists for h in r.hits[:DETAILED]}
         # The pool's first chunks come along for their entry vectors (the counterpart votes), not as details.
         counterparts = centred is not None and COUNTERPART_WEIGHT > 0
-        firsts = {(entry_id, votes.hits[0].version, 0) for entry_id, votes in pool} if counterparts else set()
+        firsts = {(entry_id, votes.hits[0].version, 0) for entry_id, votes in pool[:COUNTERPART_POOL]
+                  } if counterparts else set()
         details = self.index.chunk_details((wanted | firsts) - early_keys, collection=collection)
         details.update(early_details.result())
         entry_vectors = {key[0]: d.entry_vector for key, d in details.items() if d.entry_vector is not None}
-        top = (self.with_counterparts(pool, profiles, entry_vectors) if counterparts else pool)[:k]
+        if counterparts:
+            pool = self.with_counterparts(pool[:COUNTERPART_POOL], profiles, entry_vectors) + pool[COUNTERPART_POOL:]
+        top = with_main_language(pool, k, detect_language(query), profiles)
         returned = {_key(h) for _, v in top for h in v.hits}
         for key in firsts - wanted - early_keys - returned:
             details.pop(key, None)
-        if missing := returned - details.keys():  # an entry the votes moved up
+        if missing := returned - details.keys():  # an entry moved up by the votes or to the main-language place
             details.update(self.index.chunk_details(missing, collection=collection))
         detailed = self._with_details(chunk_lists, details, vector)
         _set_relevance(detailed, centred, profiles)
@@ -261,6 +277,23 @@ class Retriever:
                 hit.score = (hit.similarity or 0.0) - offset
             hits.extend(nearest)
         return sorted(hits, key=lambda h: h.score, reverse=True)
+
+
+def with_main_language(ranked: list[tuple[int, _Votes]], k: int, question_language: str,
+                       profiles: dict[str, LanguageProfile]) -> list[tuple[int, _Votes]]:
+    """The first ``k`` of ``ranked``; when the question is in another language than the index's main one (the one
+    with most chunks) and none of the first five (or of all ``k``, if fewer) is in the main language, its
+    best-ranked entry is moved up to the fifth (last) place (see MAIN_LANGUAGE_POOL)."""
+    within = min(k, MAIN_LANGUAGE_WITHIN)
+    if within < MAIN_LANGUAGE_MIN_K or not profiles:
+        return ranked[:k]
+    main = max(profiles, key=lambda language: profiles[language].chunks)
+    if question_language == main or any(votes.hits[0].language == main for _, votes in ranked[:within]):
+        return ranked[:k]
+    best = next((item for item in ranked[within:MAIN_LANGUAGE_POOL] if item[1].hits[0].language == main), None)
+    if best is None:
+        return ranked[:k]
+    return [*ranked[:within - 1], best, *(item for item in ranked[within - 1:] if item is not best)][:k]
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

@@ -6,7 +6,16 @@ from dataclasses import replace
 
 import numpy as np
 
-from bot.retrieval import COUNTERPART_WEIGHT, RankedList, Retriever, _best, _set_relevance, fuse, tally
+from bot.retrieval import (
+    COUNTERPART_WEIGHT,
+    RankedList,
+    Retriever,
+    _best,
+    _set_relevance,
+    fuse,
+    tally,
+    with_main_language,
+)
 from store.index import IndexHit, LanguageProfile
 
 
@@ -109,3 +118,23 @@ def test_a_counterpart_in_the_other_language_is_voted_up_but_never_above_the_fir
     assert [e for e, _ in Retriever.with_counterparts(
         _best(tally([RankedList(1.0, [*english, *korean])]), 20), profiles, {7: vectors[7]})] == list(range(1, 10))
     assert Retriever.with_counterparts(pool[:1], profiles, vectors) == pool[:1]
+
+
+def test_a_question_in_another_language_sees_the_best_entry_of_the_main_one_within_five() -> None:
+    profiles = {"en": LanguageProfile(centroid=np.zeros(4, dtype=np.float32), headings=[], chunks=900),
+                "ko": LanguageProfile(centroid=np.zeros(4, dtype=np.float32), headings=[], chunks=300)}
+    languages = ["ko"] * 7 + ["en", "ko", "en"]  # entries 1-7 Korean, 8 English, 9 Korean, 10 English
+    pool = _best(tally([RankedList(1.0, [_chunk(n, language=lang) for n, lang in enumerate(languages, 1)])]), 20)
+
+    def ranked(k: int, question: str = "ko") -> list[int]:
+        return [entry for entry, _ in with_main_language(pool, k, question, profiles)]
+
+    assert ranked(5) == [1, 2, 3, 4, 8]  # the best English entry takes the fifth place
+    assert ranked(10) == [1, 2, 3, 4, 8, 5, 6, 7, 9, 10]  # the rest one down, none lost
+    assert ranked(3) == [1, 2, 8]
+    assert ranked(2) == [1, 2]  # one or two results: the best ones
+    assert ranked(5, "en") == [1, 2, 3, 4, 5]  # a question in the main language: as ranked
+    assert with_main_language(pool[:6], 5, "ko", profiles) == pool[:5]  # no English entry near enough
+    english_fourth = _best(tally([RankedList(1.0, [_chunk(n, language="en" if n == 4 else "ko")
+                                                   for n in range(1, 9)])]), 20)
+    assert with_main_language(english_fourth, 5, "ko", profiles) == english_fourth[:5]  # one is there already

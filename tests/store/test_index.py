@@ -731,3 +731,26 @@ def test_counterpart_votes_get_the_stored_entry_vectors_and_a_lifted_entry_its_p
     assert lifted[0].entry_id == plain[0].entry_id
     assert lifted[1].language == "ko"
     assert lifted[1].passage and lifted[1].title  # its details fetched after the votes moved it up
+
+
+def test_a_korean_question_sees_the_best_english_entry_when_the_index_is_mostly_english(
+        service: KnowledgeService) -> None:
+    korean = {"노드 디스크 압박": "노드의 디스크가 가득 차면 kubelet이 파드를 축출합니다.",
+              "디스크 용량 모니터링": "디스크 사용량을 모니터링하고 가득 차기 전에 경고를 보냅니다.",
+              "로그 디스크 정리": "오래된 로그를 지워서 노드의 디스크 공간을 확보합니다.",
+              "이미지 가비지 컬렉션": "사용하지 않는 컨테이너 이미지를 지워서 디스크를 비웁니다.",
+              "볼륨 확장": "퍼시스턴트 볼륨의 디스크 크기를 늘립니다.",
+              "임시 스토리지 제한": "파드의 임시 스토리지 사용량을 제한해서 노드 디스크가 차는 것을 막습니다."}
+    for title, body in korean.items():
+        _approve(service, title, body)
+    steps = " ".join(f"Check that replica {n} of the Redis cluster follows the primary, and fail over if it lags."
+                     for n in range(12))  # ~1,100 characters: a chunk per section
+    sections = "\n\n".join(f"## Step {n}\n\n{steps}" for n in range(1, 8))
+    english = _approve(service, "Redis failover", f"# Redis failover\n\n{sections}")
+    counts = service.index.language_counts()
+    assert counts["en"] > counts["ko"]  # English is the index's main language, by chunks
+
+    hits = service.search("노드 디스크가 가득 찼어요. 어떻게 해야 하나요?", k=5)
+    assert [h.language for h in hits] == ["ko", "ko", "ko", "ko", "en"]
+    assert hits[4].entry_id == english and "Redis" in hits[4].passage
+    assert [h.language for h in service.search("노드 디스크가 가득 찼어요. 어떻게 해야 하나요?", k=2)] == ["ko", "ko"]
