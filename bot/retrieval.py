@@ -176,7 +176,9 @@ class Retriever:
         chunk_lists = [vector_list, *(RankedList(1.0 - self.alpha, future.result()) for future in keyword_lists)]
         lists = chunk_lists + [RankedList(ENTRY_WEIGHT, f.result(), entry_level=True) for f in entry_lists]
         pool = _best(tally(lists, rrf_k=self.rrf_k), max(k, COUNTERPART_POOL, MAIN_LANGUAGE_POOL))
-        wanted = {_key(h) for _, v in pool[:k] for h in v.hits} | {
+        language = detect_language(query)
+        # Details for the entries returned as things stand (the votes below seldom change which they are).
+        wanted = {_key(h) for _, v in with_main_language(pool, k, language, profiles) for h in v.hits} | {
             _key(h) for r in chunk_lists for h in r.hits[:DETAILED]}
         # The pool's first chunks come along for their entry vectors (the counterpart votes), not as details.
         counterparts = centred is not None and COUNTERPART_WEIGHT > 0
@@ -187,7 +189,7 @@ class Retriever:
         entry_vectors = {key[0]: d.entry_vector for key, d in details.items() if d.entry_vector is not None}
         if counterparts:
             pool = self.with_counterparts(pool[:COUNTERPART_POOL], profiles, entry_vectors) + pool[COUNTERPART_POOL:]
-        top = with_main_language(pool, k, detect_language(query), profiles)
+        top = with_main_language(pool, k, language, profiles)
         returned = {_key(h) for _, v in top for h in v.hits}
         for key in firsts - wanted - early_keys - returned:
             details.pop(key, None)
