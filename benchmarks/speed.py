@@ -19,8 +19,9 @@ Against the real embedded Weaviate and SQLite; prints median, p95 (p99 for acks)
   every chunk vector comes from the cache) up to 5,000, 20,000 and ``--entries`` (50,000) entries, with the
   import throughput and ``service.search`` latency at each size; ``--plot`` draws latency against size.
 
-A data dir must always be served on the same Weaviate ports (its Raft state remembers them): use --port and
---grpc-port (or KB_WEAVIATE_PORT / KB_WEAVIATE_GRPC_PORT). A server already listening there is shared.
+The embedded Weaviate listens on --port and --grpc-port (or KB_WEAVIATE_PORT / KB_WEAVIATE_GRPC_PORT); a server of
+the same data dir already listening there is shared. A data dir can be served on other ports later: its cluster
+node name is kept with the data (docs/operations.md).
 """
 
 from __future__ import annotations
