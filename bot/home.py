@@ -9,7 +9,7 @@ from sqlmodel import col, func, select
 
 from bot.roles.answerer import Citation
 from store.db import Database
-from store.models import Entry, EntryStatus, EntryVersion, Proposal, ProposalStatus, Task, utcnow
+from store.models import Entry, EntryStatus, EntryVersion, Proposal, ProposalStatus, Task, aware_utc, utcnow
 
 
 @dataclass
@@ -24,7 +24,7 @@ class CitationDetail:
 
     @property
     def overdue(self) -> bool:
-        return self.review_after is not None and _aware(self.review_after) < utcnow()
+        return self.review_after is not None and aware_utc(self.review_after) < utcnow()
 
 
 @dataclass
@@ -37,10 +37,6 @@ class HomeSummary:
     answers_7d: int
     grounded_7d: int
 
-
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything here is stored in UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=utcnow().tzinfo)
 
 
 def citation_details(db: Database, citations: list[Citation]) -> list[CitationDetail]:

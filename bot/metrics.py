@@ -17,7 +17,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from store.db import Database
-from store.models import OutboxEvent, Proposal, utcnow
+from store.models import OutboxEvent, Proposal, aware_utc, utcnow
 
 if TYPE_CHECKING:
     from bot.tasks import TaskRun
@@ -45,9 +45,7 @@ class StoreCollector(Collector):
                                    .where(col(OutboxEvent.applied_at).is_(None))).one()
         depth.add_metric([], float(waiting[0] or 0))
         first = waiting[1]
-        if first is not None and first.tzinfo is None:
-            first = first.replace(tzinfo=utcnow().tzinfo)
-        oldest.add_metric([], (utcnow() - first).total_seconds() if first else 0.0)
+        oldest.add_metric([], (utcnow() - aware_utc(first)).total_seconds() if first else 0.0)
         yield from (proposals, depth, oldest)
 
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +64,7 @@ from store.models import (
     ProposalStatus,
     Task,
     TaskStatus,
+    aware_utc,
     utcnow,
 )
 from store.text import content_hash
@@ -475,7 +476,7 @@ class KnowledgeService:
                 raise
             task.result = {"entry_id": result.entry.id, "version": result.decision.resulting_version}
             self.metrics.approval_lead.observe(
-                (_aware(result.decision.decided_at) - _aware(result.proposal.created_at)).total_seconds())
+                (aware_utc(result.decision.decided_at) - aware_utc(result.proposal.created_at)).total_seconds())
             if not sync:
                 return Decided(result, indexed=False)
             with task.step("index") as step:
@@ -843,7 +844,7 @@ class KnowledgeService:
     def approval_backlog(self, *, older_than: timedelta) -> list[Proposal]:
         cutoff = utcnow() - older_than
         return [p for p in self.list_proposals(status=ProposalStatus.PENDING, limit=500)
-                if _aware(p.created_at) <= cutoff]
+                if aware_utc(p.created_at) <= cutoff]
 
     def doctor(self, *, repair: bool = False) -> DriftReport:
         indexer = self.indexer
@@ -860,10 +861,6 @@ def redact_draft(draft: Draft) -> tuple[Draft, list[str]]:
     kinds = sorted(set(title.kinds()) | set(body.kinds()))
     return replace(draft, title=title.text, body=body.text), kinds
 
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; they were written as UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def redact_source(source: Source) -> Source:

@@ -13,7 +13,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from store.models import JobMark, SchedulerLease, utcnow
+from store.models import JobMark, SchedulerLease, aware_utc, utcnow
 
 
 def acquire(session: Session, *, name: str, holder: str, ttl: timedelta, now: datetime | None = None) -> bool:
@@ -45,7 +45,7 @@ def release(session: Session, *, name: str, holder: str) -> None:
 
 def holder_of(session: Session, name: str) -> str | None:
     lease = session.exec(select(SchedulerLease).where(SchedulerLease.name == name)).first()
-    return lease.holder if lease is not None and _aware(lease.expires_at) > utcnow() else None
+    return lease.holder if lease is not None and aware_utc(lease.expires_at) > utcnow() else None
 
 
 def mark_once(session: Session, *, job: str, key: str) -> bool:
@@ -57,6 +57,3 @@ def mark_once(session: Session, *, job: str, key: str) -> bool:
         return False
     return True
 
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Update, update
@@ -32,6 +32,7 @@ from store.models import (
     ProposalKind,
     ProposalRevision,
     ProposalStatus,
+    aware_utc,
     utcnow,
 )
 from store.text import content_hash, detect_language
@@ -341,7 +342,7 @@ def due_for_review(session: Session, *, now: datetime | None = None, limit: int 
                                                col(Entry.review_after) <= now)
                            .order_by(col(Entry.review_after)).limit(limit))
     return [e for e in entries if e.review_notified_at is None
-            or _aware(e.review_notified_at) < _aware(e.review_after or now)]
+            or aware_utc(e.review_notified_at) < aware_utc(e.review_after or now)]
 
 
 def mark_review_requested(session: Session, entry_id: int, *, now: datetime | None = None) -> None:
@@ -366,7 +367,7 @@ def bring_review_forward(session: Session, *, entry_id: int, reason: str) -> boo
     """Make an entry due now (repeated "not helpful" feedback); False when it already was."""
     entry = get_entry(session, entry_id)
     now = utcnow()
-    if entry.status != EntryStatus.ACTIVE or (entry.review_after and _aware(entry.review_after) <= now):
+    if entry.status != EntryStatus.ACTIVE or (entry.review_after and aware_utc(entry.review_after) <= now):
         return False
     entry.review_after = now
     session.add(entry)
@@ -374,9 +375,6 @@ def bring_review_forward(session: Session, *, entry_id: int, reason: str) -> boo
           subject_id=entry_id, reason=reason)
     return True
 
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def set_review_interval(session: Session, *, entry_id: int, days: int | None, by: str) -> Entry:
@@ -387,7 +385,7 @@ def set_review_interval(session: Session, *, entry_id: int, days: int | None, by
     entry = get_entry(session, entry_id)
     entry.review_interval_days = days
     if days is not None:
-        entry.review_after = _aware(entry.updated_at) + timedelta(days=days)
+        entry.review_after = aware_utc(entry.updated_at) + timedelta(days=days)
     session.add(entry)
     audit(session, actor=by, action="entry.review_interval_set", subject_type="entry", subject_id=entry_id,
           days=days)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ from store.models import (
     ProposalKind,
     ProposalRevision,
     ProposalStatus,
+    aware_utc,
     utcnow,
 )
 
@@ -265,7 +266,7 @@ def test_an_import_spreads_its_entries_review_dates_over_the_interval(sql_servic
     assert sql_service.import_paths([folder], approved_by="alice", sync=False).created == 90
     interval = timedelta(days=sql_service.settings.review_interval_days)
     with sql_service.db.session() as session:
-        due = [_aware(e.review_after) for e in session.exec(select(Entry)) if e.review_after is not None]
+        due = [aware_utc(e.review_after) for e in session.exec(select(Entry)) if e.review_after is not None]
     assert len(due) == 90
     assert all(started < when <= utcnow() + interval for when in due)
     per_day = Counter(when.date() for when in due)
@@ -275,11 +276,8 @@ def test_an_import_spreads_its_entries_review_dates_over_the_interval(sql_servic
     # Unchanged on a re-import; and an entry approved by hand is due a whole interval later, as before.
     sql_service.import_paths([folder], approved_by="alice", sync=False)
     with sql_service.db.session() as session:
-        assert sorted(_aware(e.review_after) for e in session.exec(select(Entry)) if e.review_after) == sorted(due)
+        assert sorted(aware_utc(e.review_after) for e in session.exec(select(Entry)) if e.review_after) == sorted(due)
     by_hand = sql_service.approve(_propose(sql_service), by="bob").result.entry
     assert by_hand.review_after is not None
-    assert abs(_aware(by_hand.review_after) - (utcnow() + interval)) < timedelta(minutes=1)
+    assert abs(aware_utc(by_hand.review_after) - (utcnow() + interval)) < timedelta(minutes=1)
 
-
-def _aware(when: datetime) -> datetime:
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
