@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -179,12 +179,11 @@ class KnowledgeService:
 
     def close(self) -> None:
         self._closed = True
-        if self.claude is not None:
-            self.claude.close()
-        if self._index is not None:
-            self._index.close()
-            self._index = None
-        self.db.dispose()
+        with ExitStack() as closing:  # each runs even if one before it raised (a server already gone, say)
+            closing.callback(self.db.dispose)
+            closing.callback(self._drop_index)
+            if self.claude is not None:
+                closing.callback(self.claude.close)
 
     # --- reading ------------------------------------------------------------------------------------
     def search(self, query: str, *, k: int = 5, actor: str = "cli") -> list[EntryHit]:

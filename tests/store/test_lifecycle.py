@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlmodel import col, func, select
+from weaviate.exceptions import WeaviateClosedClientError
 
 from bot.services import KnowledgeService
 from store import lifecycle
@@ -253,6 +254,26 @@ def test_work_running_at_shutdown_cannot_reconnect_the_index(sql_service: Knowle
     with pytest.raises(IndexUnavailable, match="shutting down"):
         _ = sql_service.index
     assert connected == ["connected", "closed"]
+
+
+def test_closing_with_the_index_server_gone_still_releases_the_database(sql_service: KnowledgeService,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bot stopping after its embedded Weaviate died: closing the client raises, the database must close anyway."""
+    disposed: list[bool] = []
+
+    class DeadServerIndex:
+        def server_gone(self) -> bool:
+            return False
+
+        def close(self) -> None:
+            raise WeaviateClosedClientError()
+
+    monkeypatch.setattr(sql_service, "_index", DeadServerIndex())
+    monkeypatch.setattr(sql_service.db, "dispose", lambda: disposed.append(True))
+    sql_service.close()
+    assert disposed == [True]
+    with pytest.raises(IndexUnavailable, match="shutting down"):
+        _ = sql_service.index
 
 
 def test_an_import_spreads_its_entries_review_dates_over_the_interval(sql_service: KnowledgeService,
