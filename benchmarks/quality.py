@@ -1,7 +1,7 @@
 """Retrieval and answer quality on a question set, side by side with the retrievers a team would otherwise use.
 
     python benchmarks/quality.py QUESTIONS.jsonl [--corpus PATH] [--data-dir DIR] [--quick] [--json-out FILE]
-        [--plot FILE.png] [--port N --grpc-port N]
+        [--plot FILE.png] [--per-question FILE.jsonl] [--port N --grpc-port N]
 
 The corpus (JSONL: id, title, text, lang) is imported as approved entries through the service layer
 (re-importing unchanged documents is free, and embeddings are cached by text), then every question goes
@@ -12,6 +12,10 @@ The peers, in the same run on the same documents and questions (see quality_peer
 vector-only search over our index (same embeddings, plain near_vector, documents by best chunk); LangChain's
 WeaviateVectorStore with its defaults, our embedding model and our Weaviate server, in a collection of its own
 that later runs reuse (its vectors are cached by text in the SQL store, like ours).
+
+It also counts the relevant documents left outside our top 5, by question and document language, and with
+``--per-question`` writes one JSON line per question (our top 10, each relevant document's rank, the refusal, each
+peer's recall@5 and reciprocal rank): what to read when a figure moves.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ import socket
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +60,7 @@ class Question:
     kind: str
     relevant: list[str]
     primary_lang: str | None = None
+    relevant_langs: dict[str, str] = field(default_factory=dict)
 
     @property
     def answerable(self) -> bool:
@@ -100,6 +106,7 @@ def load_questions(path: Path, doc_lang: dict[str, str]) -> list[Question]:
             qid=str(row["qid"]), text=str(row["question"]), lang=str(row.get("lang") or "en"),
             kind=str(row.get("kind") or "?"), relevant=relevant,
             primary_lang=doc_lang.get(relevant[0]) if relevant else None,
+            relevant_langs={r: doc_lang.get(r, "?") for r in relevant},
         ))
     return questions
 
@@ -235,6 +242,39 @@ def groups(questions: list[Question]) -> dict[str, list[Question]]:
     return {name: items for name, items in found.items() if items}
 
 
+def missed(questions: list[Question], ours: dict[str, Outcome], k: int = 5) -> str:
+    """The relevant documents outside our top ``k``, counted by question language -> document language."""
+    pairs: Counter[str] = Counter()
+    total = 0
+    for question in questions:
+        total += len(question.relevant)
+        pairs.update(f"{question.lang}->{question.relevant_langs.get(ref, '?')}" for ref in question.relevant
+                     if ref not in ours[question.qid].ranked[:k])
+    by_pair = ", ".join(f"{pair} {count}" for pair, count in sorted(pairs.items(), key=lambda item: -item[1]))
+    return (f"relevant documents outside our top {k}: {sum(pairs.values())} of {total}"
+            + (f" ({by_pair})" if by_pair else ""))
+
+
+def per_question(questions: list[Question], ours: dict[str, Outcome], peers: dict[str, dict[str, Outcome]]
+                 ) -> list[dict[str, Any]]:
+    rows = []
+    for question in questions:
+        ranked = ours[question.qid].ranked
+        row: dict[str, Any] = {
+            "qid": question.qid, "lang": question.lang, "kind": question.kind, "question": question.text,
+            "refused": ours[question.qid].refused, "top10": ranked[:10],
+            "relevant": {ref: (ranked.index(ref) + 1 if ref in ranked else None) for ref in question.relevant},
+        }
+        if question.answerable:
+            row["recall5"] = recall_at(question, ranked)
+            row["rr10"] = reciprocal_rank(question, ranked)
+            row["peers"] = {key: {"recall5": recall_at(question, outcomes[question.qid].ranked),
+                                  "rr10": reciprocal_rank(question, outcomes[question.qid].ranked)}
+                            for key, outcomes in peers.items()}
+        rows.append(row)
+    return rows
+
+
 # --- output ----------------------------------------------------------------------------------------
 def _cell(value: float | None) -> str:
     return "   -" if value is None else f"{value:.2f}"
@@ -301,6 +341,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json-out", type=Path, default=None, help="also write the figures as JSON here")
     parser.add_argument("--plot", type=Path, default=None,
                         help="also draw recall@5 by question kind, ours beside each peer, as a PNG here")
+    parser.add_argument("--per-question", type=Path, default=None,
+                        help="also write each question's ranking, relevant ranks and refusal as JSON lines here")
     parser.add_argument("--port", type=int, default=None, help="embedded Weaviate HTTP port (default: settings)")
     parser.add_argument("--grpc-port", type=int, default=None, help="embedded Weaviate gRPC port")
     return parser.parse_args(argv)
@@ -348,9 +390,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(questions)} questions")
     print("\n".join(f"- {note}" for note in notes) + "\n")
     print(table(results))
+    print(missed([q for q in questions if q.answerable], ours))
     if args.json_out:
         payload = {name: vars(f) for name, f in results.items()}
         args.json_out.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    if args.per_question:
+        args.per_question.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n"
+                                             for row in per_question(questions, ours, peers)), encoding="utf-8")
     if args.plot:
         plot(results, args.plot, title=f"recall@5 by question kind: {args.questions.name}, {len(documents)} "
                                         f"documents, {len(questions)} questions")
