@@ -47,9 +47,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self, TypeAlias
+from typing import Any, TypeAlias
 from urllib.parse import urlsplit
+
+from tests.fakes.loopback import LoopbackServer
 
 DEFAULT_API_KEY = "sk-ant-test-key"
 MESSAGES_PATH = "/v1/messages"
@@ -371,8 +372,10 @@ def _block_events(block: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str,
 # ---------------------------------------------------------------------- the fake
 
 
-class FakeAnthropic:
+class FakeAnthropic(LoopbackServer):
     """The fake; use as a context manager or call :meth:`start` / :meth:`stop`. All methods are thread-safe."""
+
+    thread_name = "fake-anthropic"
 
     def __init__(self, api_key: str = DEFAULT_API_KEY) -> None:
         self._api_key = api_key
@@ -381,49 +384,17 @@ class FakeAnthropic:
         self._queue: list[Reply] = []
         self._responder: Responder | None = None
         self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> Self:
-        """Start serving on 127.0.0.1 and a free port."""
-        if self._server is not None:
-            raise RuntimeError("FakeAnthropic is already running")
+    def _make_server(self) -> _Server:
         self._stopping.clear()
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-anthropic", daemon=True
-        )
-        self._thread.start()
-        return self
+        return _Server(self)
 
-    def stop(self) -> None:
-        """Stop serving; ends pending :class:`Hang` replies and joins every thread. Idempotent."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
+    def _before_stop(self) -> None:
+        """Ends pending :class:`Hang` replies."""
         self._stopping.set()
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>`` (no trailing slash): the SDK's ``base_url`` / ``ANTHROPIC_BASE_URL``."""
-        if self._server is None:
-            raise RuntimeError("FakeAnthropic is not running; call start() or use it as a context manager")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     @property
     def api_key(self) -> str:

@@ -45,9 +45,10 @@ from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP as HTTP_POLICY
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from tests.fakes.loopback import LoopbackServer
 
 #: Form fields that slack_sdk serialises as JSON strings; decoded back in ``Call.args`` (also when they arrive as
 #: a JSON string inside a JSON body).
@@ -166,8 +167,10 @@ class _Handler(BaseHTTPRequestHandler):
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 
 
-class FakeSlackApi:
+class FakeSlackApi(LoopbackServer):
     """The fake; use as a context manager or call :meth:`start` / :meth:`stop`. All methods are thread-safe."""
+
+    thread_name = "fake-slack-api"
 
     def __init__(
         self,
@@ -194,8 +197,7 @@ class FakeSlackApi:
         self._users: dict[str, dict[str, Any]] = {}
         self._ts_seq = itertools.count(1)  # never reset: timestamps stay unique for the fake's lifetime
         self._id_seq = itertools.count(1)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._canned: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "api.test": lambda args: {"ok": True, "args": args},
             "auth.test": self._auth_test,
@@ -220,40 +222,13 @@ class FakeSlackApi:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> Self:
-        if self._server is not None:
-            raise RuntimeError("FakeSlackApi is already running")
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-slack-api", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+    def _make_server(self) -> _Server:
+        return _Server(self)
 
     @property
     def url(self) -> str:
         """``http://127.0.0.1:<port>`` (no trailing slash)."""
-        if self._server is None:
-            raise RuntimeError("FakeSlackApi is not running; call start() or use it as a context manager")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.base_url
 
     @property
     def api_url(self) -> str:

@@ -20,19 +20,19 @@ import hashlib
 import hmac
 import itertools
 import json
-import threading
 import time
 import uuid
 from collections.abc import Mapping
 from socketserver import ThreadingMixIn
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import httpx
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+from tests.fakes.loopback import LoopbackServer
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -489,21 +489,20 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-class BoltServer:
+class BoltServer(LoopbackServer):
     """Serve a Bolt ``App`` over real HTTP (Bolt's WSGI adapter in a threaded ``wsgiref`` server on 127.0.0.1).
 
     ``url`` is ``http://127.0.0.1:<port>/slack/events``. Context manager, or ``start()`` / ``stop()``.
     """
 
+    thread_name = "bolt-test-server"
+
     def __init__(self, app: App, *, path: str = "/slack/events") -> None:
         self.app = app
         self.path = path
-        self._server: _ThreadingWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
-    def start(self) -> Self:
-        if self._server is not None:
-            raise RuntimeError("BoltServer is already running")
+    def _make_server(self) -> _ThreadingWSGIServer:
         server = make_server(
             "127.0.0.1",
             0,
@@ -512,36 +511,7 @@ class BoltServer:
             handler_class=_QuietHandler,
         )
         assert isinstance(server, _ThreadingWSGIServer)
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="bolt-test-server", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("BoltServer is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return server
 
     @property
     def url(self) -> str:
