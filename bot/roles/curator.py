@@ -11,7 +11,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from anthropic.types import TextBlockParam, ToolChoiceToolParam, ToolParam, ToolUseBlock, UserMessageParam
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from bot.roles.llm import Claude, LlmUnavailable
@@ -120,11 +119,6 @@ that said it.
 5. Call the {DRAFT_TOOL} tool exactly once."""
 
 
-def draft_tool() -> ToolParam:
-    return ToolParam(name=DRAFT_TOOL, description="Submit the structured draft for human approval.",
-                     input_schema=CuratedDraft.model_json_schema())
-
-
 def curate(claude: Claude | None, role: RoleSpec, source: Source, *, record: dict[str, Any]) -> Curated:
     """The draft from Claude when it is configured and answers with a valid draft; else the headings fallback."""
     if claude is None:
@@ -144,16 +138,9 @@ def _claude_draft(claude: Claude, role: RoleSpec, source: Source, record: dict[s
     instruction = ("Draft a runbook entry from this source" + (f" (suggested title: {source.title_hint})"
                                                                if source.title_hint else "") + ".")
     content = f"<source kind=\"{source.kind}\">\n{source.transcript()[:MAX_SOURCE_CHARS]}\n</source>\n\n{instruction}"
-    message = claude.create(
-        role, system=CURATOR_SYSTEM, record=record,
-        messages=[UserMessageParam(role="user", content=[TextBlockParam(type="text", text=content)])],
-        tools=[draft_tool()], tool_choice=ToolChoiceToolParam(type="tool", name=DRAFT_TOOL),
-    )
-    call = next((b for b in message.content if isinstance(b, ToolUseBlock) and b.name == DRAFT_TOOL), None)
     try:
-        if call is None:
-            raise ValueError("no draft tool call")
-        drafted = CuratedDraft.model_validate(call.input)
+        drafted = claude.use_tool(role, system=CURATOR_SYSTEM, content=content, record=record, tool=DRAFT_TOOL,
+                                  description="Submit the structured draft for human approval.", report=CuratedDraft)
     except (ValidationError, ValueError) as exc:
         record["invalid_draft"] = str(exc)[:500]
         fallback = heading_draft(source)

@@ -7,15 +7,26 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import anthropic
-from anthropic.types import Message, MessageParam, TextBlockParam, ToolChoiceParam, ToolParam
+from anthropic.types import (
+    Message,
+    MessageParam,
+    TextBlockParam,
+    ToolChoiceParam,
+    ToolChoiceToolParam,
+    ToolParam,
+    ToolUseBlock,
+    UserMessageParam,
+)
+from pydantic import BaseModel
 
 from bot.config import Settings
 from bot.roles.registry import RoleSpec
 
 log = logging.getLogger(__name__)
+Report = TypeVar("Report", bound=BaseModel)
 
 
 class LlmUnavailable(Exception):
@@ -64,6 +75,21 @@ class Claude:
             raise self._unavailable(exc, record, started) from exc
         _record(record, message, started)
         return message
+
+    def use_tool(self, role: RoleSpec, *, system: str, content: str, record: dict[str, Any], tool: str,
+                 description: str, report: type[Report]) -> Report:
+        """One user turn, answered by a call of the one tool offered (forced), whose input is ``report``'s JSON
+        schema; its input validated. Raises ``ValueError`` (no such call) or pydantic's ``ValidationError``."""
+        message = self.create(
+            role, system=system, record=record,
+            messages=[UserMessageParam(role="user", content=[TextBlockParam(type="text", text=content)])],
+            tools=[ToolParam(name=tool, description=description, input_schema=report.model_json_schema())],
+            tool_choice=ToolChoiceToolParam(type="tool", name=tool),
+        )
+        call = next((b for b in message.content if isinstance(b, ToolUseBlock) and b.name == tool), None)
+        if call is None:
+            raise ValueError(f"no {tool} tool call")
+        return report.model_validate(call.input)
 
     def stream(self, role: RoleSpec, *, system: str, messages: Iterable[MessageParam], record: dict[str, Any],
                on_event: Callable[[Any], None]) -> Message:

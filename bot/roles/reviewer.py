@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from anthropic.types import TextBlockParam, ToolChoiceToolParam, ToolParam, ToolUseBlock, UserMessageParam
 from pydantic import BaseModel, Field, ValidationError
 
 from bot.roles.llm import Claude, LlmUnavailable
@@ -148,11 +147,6 @@ safeguards, outdated versions or dates, placeholders).
 5. Call the {REVIEW_TOOL} tool exactly once."""
 
 
-def review_tool() -> ToolParam:
-    return ToolParam(name=REVIEW_TOOL, description="Report the review findings to the approver.",
-                     input_schema=ReviewReport.model_json_schema())
-
-
 def _claude_review(claude: Claude, role: RoleSpec, draft: DraftUnderReview, candidates: list[Candidate],
                    record: dict[str, Any]) -> Review:
     shown = candidates[: role.passages(claude.settings)]
@@ -162,16 +156,9 @@ def _claude_review(claude: Claude, role: RoleSpec, draft: DraftUnderReview, cand
     about = f" It updates entry #{draft.entry_id}." if draft.entry_id else ""
     content = (f"<proposal kind=\"{draft.kind}\">\n# {draft.title}\n\n{draft.body}\n</proposal>\n\n"
                f"<approved_entries>\n{entries}\n</approved_entries>\n\nReview the proposal.{about}")
-    message = claude.create(
-        role, system=REVIEWER_SYSTEM, record=record,
-        messages=[UserMessageParam(role="user", content=[TextBlockParam(type="text", text=content)])],
-        tools=[review_tool()], tool_choice=ToolChoiceToolParam(type="tool", name=REVIEW_TOOL),
-    )
-    call = next((b for b in message.content if isinstance(b, ToolUseBlock) and b.name == REVIEW_TOOL), None)
     try:
-        if call is None:
-            raise ValueError("no review tool call")
-        report = ReviewReport.model_validate(call.input)
+        report = claude.use_tool(role, system=REVIEWER_SYSTEM, content=content, record=record, tool=REVIEW_TOOL,
+                                 description="Report the review findings to the approver.", report=ReviewReport)
     except (ValidationError, ValueError) as exc:
         record["invalid_review"] = str(exc)[:500]
         return Review(mode="similarity", degraded=True)

@@ -384,6 +384,23 @@ def test_reviewer_with_claude_reports_validated_findings_and_never_decides(roles
     assert review_task.steps[1]["model"] == roles_service.settings.anthropic_small_model
 
 
+@pytest.mark.parametrize("reply", [
+    Message([text_block("Looks fine to me.")]),  # no tool call
+    Message([tool_use_block(REVIEW_TOOL, {"concerns": [{"quote": "x", "reason": "y", "kind": "maybe"}]})],
+            stop_reason="tool_use"),  # a report that is not one
+])
+def test_reviewer_falls_back_to_similarity_when_claude_reports_nothing_valid(
+        roles_service: KnowledgeService, claude: FakeAnthropic, reply: Any) -> None:
+    claude.set_responder(lambda body: reply)
+    title, text = _runbook_text(HPA)
+    proposal = roles_service.propose(Draft(title=title, body=text[:3000]), proposer="UCURATOR")
+    assert proposal.review["mode"] == "similarity" and proposal.review["degraded"] is True
+    assert proposal.review["update_of"] == _entry_id(roles_service, HPA)
+    assert [r.body["tool_choice"] for r in claude.message_requests()] == [{"type": "tool", "name": REVIEW_TOOL}]
+    review_task = roles_service.trace(proposal.review["task_id"])
+    assert review_task.steps[1]["invalid_review"]
+
+
 def test_reviewer_falls_back_to_similarity_when_claude_fails(roles_service: KnowledgeService,
                                                              claude: FakeAnthropic) -> None:
     claude.set_responder(lambda body: Error(500, "api_error"))
