@@ -68,6 +68,9 @@ LANGUAGE_SPACES_SCHEMA = 4  # the first schema with VECTOR_SPACES
 ENTRY_SPACES_SCHEMA = 5
 CENTROID_SAMPLE = 2000
 COUNTS_MAX_AGE = 10.0  # seconds; writes through this object forget the counts at once
+# Seconds a search may use the alias's last resolution (a REST request: ~2.5 ms of a 50 ms search at 50,000
+# entries). Writes always resolve it afresh; a search that finds the collection gone resolves it again.
+SEARCH_ALIAS_MAX_AGE = 5.0
 # Counts older than COUNTS_MAX_AGE are checked here, behind the search that found them old (3 s at 300k chunks).
 _COUNT_REFRESH = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-index-counts")
 log = logging.getLogger(__name__)
@@ -181,6 +184,7 @@ class KnowledgeIndex:
         self._counts: dict[str, tuple[float, dict[str, int]]] = {}
         self._counts_generation = 0  # one more on every write through this object: older readings are not kept
         self._refreshing: dict[str, Future[None]] = {}
+        self._search_target: tuple[float, str] | None = None  # (when resolved, collection): see search_collection
 
     # --- schema and alias -------------------------------------------------------------------------
     def ensure(self) -> str:
@@ -208,6 +212,22 @@ class KnowledgeIndex:
     def current_collection(self) -> str | None:
         found = self.client.alias.get(alias_name=self.alias)
         return found.collection if found is not None else None
+
+    def search_collection(self, *, max_age: float = SEARCH_ALIAS_MAX_AGE) -> str:
+        """The collection behind the alias, for searches: resolved at most every ``max_age`` seconds. Another
+        process's rebuild can drop it meanwhile; see ``search_collection_moved``."""
+        cached = self._search_target
+        if cached is not None and time.monotonic() - cached[0] < max_age:
+            return cached[1]
+        name = self.ensure()
+        self._search_target = (time.monotonic(), name)
+        return name
+
+    def search_collection_moved(self, searched: str) -> bool:
+        """After a search of ``searched`` failed: whether the alias now points elsewhere (resolved afresh), so
+        that the search is worth repeating there."""
+        self._search_target = None
+        return self.search_collection() != searched
 
     def schema_version(self, collection: str | None = None) -> int | None:
         """The schema a collection was built with (the alias's by default), from its name."""
@@ -259,6 +279,7 @@ class KnowledgeIndex:
     def swap_alias(self, new_collection: str) -> str | None:
         """Point the alias at ``new_collection``; returns the collection it pointed at before."""
         old = self.current_collection()
+        self._search_target = None
         if old is None:
             self.client.alias.create(alias_name=self.alias, target_collection=new_collection)
         else:
@@ -266,6 +287,7 @@ class KnowledgeIndex:
         return old
 
     def drop_collection(self, name: str) -> None:
+        self._search_target = None
         if self.client.collections.exists(name):
             self.client.collections.delete(name)
 
