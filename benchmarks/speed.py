@@ -17,7 +17,9 @@ Against the real embedded Weaviate and SQLite; prints median, p95 (p99 for acks)
   of Weaviate and of this process (which runs ``service.search``), idle and peak under load.
 * Scale: the corpus is imported again and again with changed ids (``<id>#copy<k>``, same title and text, so
   every chunk vector comes from the cache) up to 5,000, 20,000 and ``--entries`` (50,000) entries, with the
-  import throughput and ``service.search`` latency at each size; ``--plot`` draws latency against size.
+  import throughput and ``service.search`` latency at each size, searched by this process (which imported the
+  copies) and by a new one sharing the server (as the bot's search workers are: `kb import` runs apart);
+  ``--plot`` draws latency against size.
 
 The embedded Weaviate listens on --port and --grpc-port (or KB_WEAVIATE_PORT / KB_WEAVIATE_GRPC_PORT); a server of
 the same data dir already listening there is shared. A data dir can be served on other ports later: its cluster
@@ -266,6 +268,22 @@ def measure_search(service: KnowledgeService, questions: list[str], rounds: int)
     return figures
 
 
+def search_in_new_process(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    """``measure_search`` from a new process sharing the server: this one holds what it imported, and searched
+    slower than a process that did not (docs/benchmarks.md, session 10)."""
+    with tempfile.TemporaryDirectory() as work:
+        out = Path(work) / "search.json"
+        command = [sys.executable, str(Path(__file__).resolve()), "--search-only", "--data-dir", str(settings.data_dir),
+                   "--port", str(settings.weaviate_port), "--grpc-port", str(settings.weaviate_grpc_port),
+                   "--questions", str(args.questions), "--search-rounds", str(args.scale_rounds),
+                   "--json-out", str(out), *(["--quick"] if args.quick else [])]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            raise SystemExit(f"search from a new process failed: {done.stderr[-2000:]}")
+        figures: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+        return figures
+
+
 def measure_approval(service: KnowledgeService, runs: int) -> dict[str, float]:
     timings = []
     for n in range(runs):
@@ -418,6 +436,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ack-only", action="store_true",
                         help="only the acks, once Weaviate is quiet: no import, rebuild, search or scale run before "
                         "them; an index is built first only when the store and the index differ")
+    parser.add_argument("--search-only", action="store_true",
+                        help="only search latency, --search-rounds passes over the questions, on the index as it "
+                        "is (the scale run's search from a new process)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: a smoke test")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args(argv)
@@ -462,14 +483,16 @@ def report(results: dict[str, Any]) -> str:
     if results.get("scale"):
         lines.append(f"{'scale: entries':>16} {'chunks':>8} | {'import e/s':>10} {'chunks/s':>9} {'store s':>8} "
                      f"{'index s':>8} {'embed s':>7} | {'search n':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} | "
-                     f"{'weaviate MB':>11} {'peak':>6} {'quiet s':>7}")
+                     f"{'new proc p50':>12} {'p95':>6} | {'weaviate MB':>11} {'peak':>6} {'quiet s':>7}")
         for point in results["scale"]:
             grown, search, memory = point["import"], point["search"], point["memory_mb"]
+            fresh = point.get("search_new_process") or {}
             lines.append(
                 f"{point['entries']:>16,} {point['chunks']:>8,} | {grown.get('entries_per_s') or '-':>10} "
                 f"{grown.get('chunks_per_s') or '-':>9} {grown.get('store_seconds', '-'):>8} "
                 f"{grown.get('index_seconds', '-'):>8} {grown.get('embedding_seconds', '-'):>7} | {search['n']:>8} "
                 f"{search['median_ms']:>7} {search['p95_ms']:>7} {search['p99_ms']:>7} | "
+                f"{fresh.get('median_ms', '-'):>12} {fresh.get('p95_ms', '-'):>6} | "
                 f"{memory.get('weaviate_idle', '-'):>11} {memory.get('weaviate_peak_search', '-'):>6} "
                 f"{point.get('weaviate_quiet_after_s') or '-':>7}")
         for point in results["scale"]:
@@ -519,6 +542,7 @@ def measure_all(service: KnowledgeService, settings: Settings, args: argparse.Na
         idle = sampler.idle_mb(idle_seconds)
         with sampler.window(f"search@{size}"):
             point["search"] = measure_search(service, questions, rounds=args.scale_rounds)
+        point["search_new_process"] = search_in_new_process(settings, args)
         point["memory_mb"] = {"weaviate_idle": idle.get("weaviate"), "bench_idle": idle.get("bench"),
                               **{f"{name}_peak_search": mb for name, mb in sampler.peaks[f"search@{size}"].items()}}
         scale.append(point)
@@ -558,6 +582,9 @@ def main(argv: list[str] | None = None) -> None:
     documents = read_corpus(args.corpus, 20 if args.quick else None)
     questions = [json.loads(line)["question"] for line in args.questions.read_text(encoding="utf-8").splitlines()
                  if line.strip()][: 5 if args.quick else None]
+    if args.search_only:
+        search_alone(settings, questions, args)
+        return
     if args.seed:
         seed_store(settings, args.seed)
     elif port_in_use(settings.weaviate_port):
@@ -594,6 +621,19 @@ def main(argv: list[str] | None = None) -> None:
     print(report(results))
     if args.json_out:
         args.json_out.write_text(json.dumps(results, indent=2), encoding="utf-8")
+
+
+def search_alone(settings: Settings, questions: list[str], args: argparse.Namespace) -> None:
+    service = build_service(settings)
+    try:
+        wait_until_quiet(weaviate_process(settings.weaviate_port), timeout=600)
+        figures = {"entries": active_entries(service), "chunks": service.index.count(),
+                   **measure_search(service, questions, rounds=args.search_rounds)}
+    finally:
+        service.close()
+    print(json.dumps(figures))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(figures, indent=2), encoding="utf-8")
 
 
 def by_process(memory: dict[str, Any]) -> dict[str, dict[str, float | None]]:
