@@ -350,6 +350,12 @@ def plot(points: list[dict[str, Any]], path: Path, machine: dict[str, Any]) -> N
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     ax.plot(xs, [p["search"]["median_ms"] for p in points], marker="o", color="C0", label="p50")
     ax.plot(xs, [p["search"]["p95_ms"] for p in points], marker="s", color="C1", label="p95")
+    fresh = [(p["entries"], p["search_new_process"]) for p in points if p.get("search_new_process")]
+    if fresh:
+        ax.plot([x for x, _ in fresh], [f["median_ms"] for _, f in fresh], marker="o", color="C0", linestyle=":",
+                label="p50, a process that did not import")
+        ax.plot([x for x, _ in fresh], [f["p95_ms"] for _, f in fresh], marker="s", color="C1", linestyle=":",
+                label="p95, a process that did not import")
     ax.axhline(TARGETS["search_p50_ms"], color="C0", linestyle="--", alpha=0.5, label="p50 target")
     ax.axhline(TARGETS["search_p95_ms"], color="C1", linestyle="--", alpha=0.5, label="p95 target")
     ax.set_xscale("log")
