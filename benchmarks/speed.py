@@ -4,6 +4,7 @@ ack latency in HTTP mode, memory, approval-to-search.
     python benchmarks/speed.py [--corpus ../shared/corpus/corpus.jsonl] [--questions ../shared/corpus/dev.jsonl]
                                [--data-dir DIR] [--seed SQLITE] [--port N --grpc-port N] [--entries N]
                                [--plot PATH.png] [--quick] [--json-out FILE]
+    python benchmarks/speed.py --search-only --data-dir DIR [--port N --grpc-port N] [--search-rounds N]
 
 Against the real embedded Weaviate and SQLite; prints median, p95 (p99 for acks) with the machine's core count.
 
