@@ -76,7 +76,8 @@ def test_speed_quick_prints_every_figure(tmp_path: Path, weaviate_target: Weavia
         assert LATENCY | {"p99_ms"} <= set(point["search"])
         # and from a new process sharing the server, which found the same index
         fresh = point["search_new_process"]
-        assert LATENCY <= set(fresh) and (fresh["entries"], fresh["chunks"]) == (point["entries"], point["chunks"])
+        assert set(fresh) >= LATENCY
+        assert (fresh["entries"], fresh["chunks"]) == (point["entries"], point["chunks"])
         assert {"weaviate_idle", "weaviate_peak_search"} <= set(point["memory_mb"])
         assert point["weaviate_quiet_after_s"] >= 0  # searched once the server was quiet
     assert figures["scale_import_total"]["entries"] == sum(point["import"]["entries"] for point in figures["scale"])
