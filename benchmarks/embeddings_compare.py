@@ -47,6 +47,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.quick import quick_subset  # noqa: E402
 from store.chunking import chunk_markdown  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "corpus"
@@ -95,21 +96,6 @@ def load_questions(path: Path) -> list[Question]:
     return [Question(qid=str(r["qid"]), question=str(r["question"]), lang=str(r.get("lang") or ""),
                      relevant=[str(x) for x in r.get("relevant") or []], kind=str(r.get("kind") or ""))
             for r in read_jsonl(path)]
-
-
-def quick_subset(docs: list[Document], questions: list[Question]) -> tuple[list[Document], list[Question]]:
-    """The documents the first questions point at (about QUICK_DOCS), those questions, and one unanswerable one."""
-    by_id = {d.id: d for d in docs}
-    chosen: dict[str, Document] = {}
-    kept: list[Question] = []
-    for question in questions:
-        if len(chosen) >= QUICK_DOCS:
-            break
-        if question.relevant and all(r in by_id for r in question.relevant):
-            kept.append(question)
-            chosen.update((r, by_id[r]) for r in question.relevant)
-    kept.extend([q for q in questions if not q.relevant][:1])
-    return list(chosen.values()), kept
 
 
 def embedding_texts(docs: Sequence[Document], max_chars: int) -> list[ChunkText]:
@@ -519,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     docs = load_corpus(args.corpus)
     questions = load_questions(args.questions)
     if args.quick:
-        docs, questions = quick_subset(docs, questions)
+        docs, questions = quick_subset({d.id: d for d in docs}, questions, limit=QUICK_DOCS)
     models = args.models or (QUICK_MODELS if args.quick else DEFAULT_MODELS)
     known = {d.id for d in docs}
     missing = sorted({r for q in questions for r in q.relevant} - known)

@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.quality_peers import LangChainPeer, langchain_missing, vector_only_ranker  # noqa: E402
+from benchmarks.quick import quick_subset  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.services import KnowledgeService  # noqa: E402
 from bot.wiring import build_service  # noqa: E402
@@ -109,22 +110,6 @@ def load_questions(path: Path, doc_lang: dict[str, str]) -> list[Question]:
             relevant_langs={r: doc_lang.get(r, "?") for r in relevant},
         ))
     return questions
-
-
-def quick_subset(documents: list[dict[str, Any]], questions: list[Question]
-                 ) -> tuple[list[dict[str, Any]], list[Question]]:
-    """The first ~10 documents the first questions point at, those questions, and one unanswerable one."""
-    by_id = {str(d["id"]): d for d in documents}
-    chosen: dict[str, dict[str, Any]] = {}
-    kept: list[Question] = []
-    for question in questions:
-        if len(chosen) >= QUICK_DOCS:
-            break
-        if question.answerable and all(r in by_id for r in question.relevant):
-            kept.append(question)
-            chosen.update((r, by_id[r]) for r in question.relevant)
-    kept.extend([q for q in questions if not q.answerable][:1])
-    return list(chosen.values()), kept
 
 
 # --- the BM25 baseline -----------------------------------------------------------------------------
@@ -354,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     documents = read_jsonl(corpus)
     questions = load_questions(args.questions, {str(d["id"]): str(d.get("lang") or "en") for d in documents})
     if args.quick:
-        documents, questions = quick_subset(documents, questions)
+        documents, questions = quick_subset({str(d["id"]): d for d in documents}, questions, limit=QUICK_DOCS)
     data_dir = args.data_dir or Path(tempfile.gettempdir()) / ("kb-quality-quick" if args.quick else "kb-quality")
     data_dir.mkdir(parents=True, exist_ok=True)
     run_started = time.monotonic()
