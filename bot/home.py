@@ -38,7 +38,6 @@ class HomeSummary:
     grounded_7d: int
 
 
-
 def citation_details(db: Database, citations: list[Citation]) -> list[CitationDetail]:
     """Two queries for all of an answer's citations (they render while Slack's other requests wait for the
     interpreter lock; two per citation cost ~1 ms each)."""

@@ -861,7 +861,6 @@ def redact_draft(draft: Draft) -> tuple[Draft, list[str]]:
     return replace(draft, title=title.text, body=body.text), kinds
 
 
-
 def redact_source(source: Source) -> Source:
     """A thread or note with its secrets redacted, before the Curator or anyone else reads it."""
     return replace(source, messages=tuple(replace(m, text=redact_text(m.text)) for m in source.messages),

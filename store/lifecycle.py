@@ -376,7 +376,6 @@ def bring_review_forward(session: Session, *, entry_id: int, reason: str) -> boo
     return True
 
 
-
 def set_review_interval(session: Session, *, entry_id: int, days: int | None, by: str) -> Entry:
     """This entry's own review interval (None: back to its tags' or the default); its next review is counted
     from when it was last approved or re-verified."""
