@@ -167,7 +167,8 @@ class Retriever:
                                          ranking_only=True, collection=collection) for fields in KEYWORD_FIELDS]
         profiles = self.index.language_profiles(collection=collection)
         centres = bool(profiles) and all(p.chunks >= MIN_CENTRE_CHUNKS for p in profiles.values())
-        centred = self.centred_query(query, vector, self.with_query_centres(profiles)) if centres else None
+        language = detect_language(query)
+        centred = self.centred_query(language, vector, self.with_query_centres(profiles)) if centres else None
         vector_lists = {language: _QUERIES.submit(self.index.vector_search, vector, limit=limit, language=language,
                                                   ranking_only=True, collection=collection)
                         for language in profiles}
@@ -186,7 +187,6 @@ class Retriever:
         chunk_lists = [vector_list, *(RankedList(1.0 - self.alpha, future.result()) for future in keyword_lists)]
         lists = chunk_lists + [RankedList(ENTRY_WEIGHT, f.result(), entry_level=True) for f in entry_lists]
         pool = _best(tally(lists, rrf_k=self.rrf_k), max(k, COUNTERPART_POOL, MAIN_LANGUAGE_POOL))
-        language = detect_language(query)
         # Details for the entries returned as things stand (the votes below seldom change which they are).
         wanted = {_key(h) for _, v in with_main_language(pool, k, language, profiles) for h in v.hits} | {
             _key(h) for r in chunk_lists for h in r.hits[:DETAILED]}
@@ -266,11 +266,11 @@ class Retriever:
         return profiles
 
     @staticmethod
-    def centred_query(query: str, vector: np.ndarray, profiles: dict[str, LanguageProfile]) -> np.ndarray:
+    def centred_query(query_language: str, vector: np.ndarray, profiles: dict[str, LanguageProfile]) -> np.ndarray:
         """The query vector seen from the centre of its language's queries, as a unit vector."""
         if not profiles:
             return vector
-        profile = profiles.get(detect_language(query))
+        profile = profiles.get(query_language)
         origin = (profile.query_centroid if profile is not None and profile.query_centroid is not None
                   else np.mean([p.query_centroid for p in profiles.values() if p.query_centroid is not None], axis=0))
         return _unit(vector - origin)

@@ -10,6 +10,7 @@ import pytest
 from bot.retrieval import Confidence, EntryHit, Retriever
 from bot.roles.answerer import RefusalPolicy, extractive_answer, name_terms
 from store.index import LanguageProfile
+from store.text import detect_language
 
 POLICY = RefusalPolicy(min_relevance=0.27, min_relevance_unknown=0.33, min_similarity=0.855)
 
@@ -71,7 +72,7 @@ def test_centred_query_uses_its_language_query_centre() -> None:
     ko = LanguageProfile(centroid=np.array([0.0, 1.0, 0.0], dtype=np.float32), headings=[],
                          query_centroid=np.array([0.0, 0.5, 0.0], dtype=np.float32))
     vector = np.array([0.5, 0.0, 0.5], dtype=np.float32)
-    centred = Retriever.centred_query("how do i fix it", vector, {"en": en, "ko": ko})
+    centred = Retriever.centred_query(detect_language("how do i fix it"), vector, {"en": en, "ko": ko})
     assert np.allclose(centred, [0.0, 0.0, 1.0])
-    centred_ko = Retriever.centred_query("어떻게 고쳐요", vector, {"en": en, "ko": ko})
+    centred_ko = Retriever.centred_query(detect_language("어떻게 고쳐요"), vector, {"en": en, "ko": ko})
     assert np.isclose(np.linalg.norm(centred_ko), 1.0) and centred_ko[1] < 0
